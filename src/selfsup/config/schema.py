@@ -1,0 +1,91 @@
+"""Typed configuration of a run. Recipes (YAML) and ``key=value`` overrides fill these dataclasses.
+
+``method`` and ``trainer`` are open sections: ``method.*`` is validated against the chosen
+method's own parameter dataclass (see ``selfsup.methods``), ``trainer.*`` against the arguments
+of ``lightning.Trainer`` (see ``selfsup.engine``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+
+@dataclass
+class DataConfig:
+    name: str = "fashion-mnist"
+    root: Optional[str] = None  # explicit data location; else $SELFSUP_DATA, then system packages
+    download: bool = False  # allow the dataset's official download (never without this)
+    limit: Optional[int] = None  # seeded, class-stratified subset of N training samples
+    val_fraction: float = 0.05  # seeded validation split carved from train (online probe, tuning)
+    test_fraction: float = 0.2  # held-out fraction for datasets that ship no test split
+    labelled_fraction: Optional[float] = None  # keep labels on this class-balanced fraction only
+    skip_bad: bool = False  # skip (and count) unreadable files instead of failing
+    image_size: Optional[int] = None  # resize images of folder datasets to this square size
+    batch_size: int = 256
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    encoder: str = "convnet-small"  # a name in selfsup.models.ENCODERS, or timm:<name>
+    cifar_stem: Optional[bool] = None  # ResNets: 3x3 stem, no max-pool; None = auto (images <= 64 px)
+    width: int = 32  # base width of the small ConvNets
+    channels_last: bool = True  # NHWC memory format: faster convolutions on CPU and GPU
+
+
+@dataclass
+class AugmentConfig:
+    """SimCLR views (Chen et al. 2020, appendix A): CIFAR-scale colour strength 0.5."""
+
+    num_views: int = 2
+    crop_scale: List[float] = field(default_factory=lambda: [0.08, 1.0])
+    crop_ratio: List[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
+    hflip_prob: float = 0.5
+    jitter_prob: float = 0.8
+    jitter_strength: float = 0.5  # brightness/contrast/saturation 0.8*s, hue 0.2*s
+    grayscale_prob: float = 0.2  # colour images only
+    blur_prob: float = 0.5
+    blur_sigma: List[float] = field(default_factory=lambda: [0.1, 2.0])
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | lars | adamw
+    lr: float = 0.3
+    momentum: float = 0.9
+    weight_decay: float = 1e-6
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw only
+    trust_coefficient: float = 0.001  # lars only
+    warmup_epochs: float = 0.0  # linear warm-up, then cosine decay to min_lr_ratio * lr
+    min_lr_ratio: float = 0.0
+    probe_lr: Optional[float] = None  # online linear probe; None = 0.1 (sgd/lars) or 1e-3 (adamw)
+
+
+@dataclass
+class EvalConfig:
+    after_train: bool = True  # every `selfsup train` ends by evaluating the run
+    limit: Optional[int] = None  # cap the kNN bank and the test set (seeded, stratified)
+    knn_k: int = 200  # capped at bank size - 1
+    knn_temperature: float = 0.1
+    batch_size: int = 1024
+    baselines: bool = True  # random-init encoder and raw pixels beside the trained encoder
+    map_points: int = 2000  # test points in the 2-D embedding map (0 = no map)
+
+
+@dataclass
+class RunConfig:
+    dir: Optional[str] = None  # the run folder itself; default ./runs/<recipe>-<timestamp>
+
+
+@dataclass
+class Config:
+    recipe: str = "simclr-fashion-mnist"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    method: Dict[str, Any] = field(default_factory=lambda: {"name": "simclr"})
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: Dict[str, Any] = field(default_factory=dict)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
