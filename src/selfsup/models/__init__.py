@@ -1,0 +1,5 @@
+"""Encoders by name, heads, and loading a trained encoder."""
+from selfsup.models.encoders import ENCODERS, Encoder, InputSpec, build_encoder
+from selfsup.models.heads import MLPHead, SimCLRProjectionHead
+
+__all__ = ["ENCODERS", "Encoder", "InputSpec", "build_encoder", "MLPHead", "SimCLRProjectionHead"]
