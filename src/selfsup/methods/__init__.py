@@ -1,0 +1,14 @@
+"""Methods: one file each. Importing this package registers them all."""
+from selfsup.methods import simclr as _simclr  # noqa: F401
+from selfsup.methods.base import (
+    METHODS,
+    Method,
+    MethodContext,
+    Params,
+    method_config_with_defaults,
+    register_method,
+    resolve_method_params,
+)
+
+__all__ = ["METHODS", "Method", "MethodContext", "Params", "method_config_with_defaults",
+           "register_method", "resolve_method_params"]

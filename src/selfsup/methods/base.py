@@ -1,0 +1,99 @@
+"""The method interface: its modules, its hyper-parameters, and a batch of views -> loss.
+
+A method is a small ``nn.Module``. It declares ``Params`` (a dataclass of its
+hyper-parameters with the paper's defaults; these are the ``method.*`` config keys), builds
+its heads around the encoder it is given, turns a raw batch into views (``make_views``) and
+views into a loss (``loss``). Everything shared (optimiser, schedule, online probe, logging,
+checkpoints, distribution) lives once in ``selfsup.engine``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import torch
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from torch import nn
+
+from selfsup.config.loading import ConfigError, closest_keys_message
+from selfsup.config.schema import AugmentConfig
+from selfsup.models.encoders import Encoder, InputSpec
+from selfsup.registry import Registry
+
+
+@dataclass
+class MethodContext:
+    """What a method may know about its surroundings when it builds its modules."""
+
+    spec: InputSpec
+    num_classes: int
+    augment: AugmentConfig
+    info: dict = dataclasses.field(default_factory=dict)  # the dataset's extra facts (fps, ...)
+
+
+@dataclass
+class Params:
+    """Hyper-parameters every method has (subclasses add their own)."""
+
+
+class Method(nn.Module):
+    """Base of every method. Subclasses set ``Params`` and implement ``make_views`` and ``loss``.
+
+    ``loss(views, labels)`` returns a dict with at least ``loss`` (scalar to minimise) and
+    ``features`` ([N, feature_dim] encoder features of the first view, for the online probe
+    and collapse diagnostics); other scalar entries are logged as ``train/<name>``.
+    ``embeddings`` ([N, d], optional) is the space the loss acts on, for diagnostics."""
+
+    Params: ClassVar[type] = Params
+
+    def __init__(self, params: Params, encoder: Encoder, ctx: MethodContext):
+        super().__init__()
+        self.params = params
+        self.encoder = encoder
+        self.ctx = ctx
+
+    def make_views(self, x: torch.Tensor, generator: torch.Generator) -> Any:
+        raise NotImplementedError
+
+    def loss(self, views: Any, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def after_optimizer_step(self, progress: float) -> None:
+        """Called after every optimiser step; ``progress`` in [0, 1] is the fraction of training
+        done (momentum encoders update here)."""
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def register_method(name: str):
+    return METHODS.register(name)
+
+
+def resolve_method_params(method_cfg: Mapping[str, Any]) -> tuple[type[Method], Params]:
+    """The method class named by ``method.name`` and its params, every key validated."""
+    values = dict(method_cfg)
+    name = values.pop("name", None)
+    if name is None:
+        raise ConfigError(f"method.name is missing; valid method names: {', '.join(METHODS.names())}")
+    try:
+        cls = METHODS.get(name)
+    except KeyError as err:
+        raise ConfigError(err.args[0].replace("unknown method", "unknown method.name")) from None
+    valid = {f.name for f in dataclasses.fields(cls.Params)}
+    for key in values:
+        if key not in valid:
+            raise ConfigError(closest_keys_message(f"method.{key}", [f"method.{k}" for k in valid] + ["method.name"]))
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(cls.Params), values)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"config key 'method.{getattr(err, 'full_key', '?')}': {getattr(err, 'msg', err)}") from None
+    return cls, OmegaConf.to_object(typed)
+
+
+def method_config_with_defaults(method_cfg: Mapping[str, Any]) -> dict:
+    """``method.*`` with every parameter filled in (the fully resolved config.yaml)."""
+    cls, params = resolve_method_params(method_cfg)
+    return {"name": method_cfg["name"], **dataclasses.asdict(params)}
