@@ -1,5 +1,9 @@
 """Encoders by name, heads, and loading a trained encoder."""
 from selfsup.models.encoders import ENCODERS, Encoder, InputSpec, build_encoder
+from selfsup.models.export import ENCODER_FILE, export_encoder, load_encoder
 from selfsup.models.heads import MLPHead, SimCLRProjectionHead
 
-__all__ = ["ENCODERS", "Encoder", "InputSpec", "build_encoder", "MLPHead", "SimCLRProjectionHead"]
+__all__ = [
+    "ENCODERS", "Encoder", "InputSpec", "build_encoder", "ENCODER_FILE", "export_encoder", "load_encoder", "MLPHead",
+    "SimCLRProjectionHead",
+]

@@ -1,0 +1,53 @@
+"""``selfsup show-views``: a PNG grid of a method's augmented views, to see what it trains on."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from selfsup.data import build_data  # noqa: E402
+from selfsup.data.splits import stratified_indices  # noqa: E402
+from selfsup.engine.build import build_method, resolve_config  # noqa: E402
+from selfsup.engine.module import inputs_to_float  # noqa: E402
+
+
+def as_picture(image: torch.Tensor):
+    """[C, H, W] in 0..1 -> an array matplotlib shows (grey for one channel)."""
+    image = image.detach().float().clamp(0, 1)
+    return image[0].numpy() if image.shape[0] == 1 else image[:3].permute(1, 2, 0).numpy()
+
+
+def save_view_grid(cfg: DictConfig, out: Path, samples: int = 8) -> Path:
+    """Rows: ``samples`` training images (one per class first); columns: the original, then
+    each view the method makes of it."""
+    cfg = resolve_config(cfg)
+    splits = build_data(cfg.data, int(cfg.seed))
+    if splits.kind != "image":
+        raise ValueError(f"show-views draws images; {cfg.data.name} holds {splits.kind}s")
+    method = build_method(cfg, splits)
+    index = stratified_indices(splits.train.labels, samples, int(cfg.seed))[:samples]
+    x = inputs_to_float(splits.train.load(index))
+    views = method.make_views(x, torch.Generator().manual_seed(int(cfg.seed)))
+    if not isinstance(views, (list, tuple)) or not all(v.shape == x.shape for v in views):
+        raise ValueError(f"method {cfg.method.name} makes views that are not images of the input's shape")
+    columns = [x, *views]
+    fig, axes = plt.subplots(len(x), len(columns), figsize=(1.3 * len(columns), 1.3 * len(x)), squeeze=False)
+    for r in range(len(x)):
+        for c, batch in enumerate(columns):
+            ax = axes[r][c]
+            ax.imshow(as_picture(batch[r]), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title("original" if c == 0 else f"view {c}", fontsize=8)
+    fig.suptitle(f"{cfg.recipe}: {cfg.method.name} views of {cfg.data.name}", fontsize=9)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -1,0 +1,69 @@
+"""What an evaluation needs: the run's config, data, encoders, and cached frozen features."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from omegaconf import DictConfig
+
+from selfsup.data.base import DataSplits, IndexedDataset
+from selfsup.eval.features import extract_features, raw_pixels
+from selfsup.models.encoders import Encoder
+from selfsup.registry import Registry
+
+
+@dataclass
+class FeatureSet:
+    """Frozen features of the training bank and of the test set, with labels."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+@dataclass
+class EvalContext:
+    """Shared by every evaluation of one run. ``bank`` is the training split (capped by
+    ``eval.limit``), ``test`` the test split (capped likewise); the validation split is in
+    ``splits.val`` for any hyper-parameter choice. Encoders are in eval mode."""
+
+    cfg: DictConfig
+    run_dir: Path
+    splits: DataSplits
+    bank: IndexedDataset
+    test: IndexedDataset
+    encoders: dict[str, Encoder]  # "trained", and "random_init" when baselines are on
+    device: torch.device
+    options: dict = field(default_factory=dict)  # evaluation options from the CLI
+    _cache: dict = field(default_factory=dict)
+
+    def features(self, name: str) -> FeatureSet:
+        """Features of ``name``: an encoder's name or "raw_pixels"; computed once."""
+        if name not in self._cache:
+            batch = int(self.cfg.eval.batch_size)
+            if name == "raw_pixels":
+                (a, ay), (b, by) = raw_pixels(self.bank, batch), raw_pixels(self.test, batch)
+            else:
+                encoder = self.encoders[name]
+                (a, ay), (b, by) = (extract_features(encoder, d, batch, self.device) for d in (self.bank, self.test))
+            self._cache[name] = FeatureSet(a, ay, b, by)
+        return self._cache[name]
+
+    def subjects(self) -> list[str]:
+        """What the standard probes are run on: the trained encoder, then the baselines."""
+        names = ["trained"]
+        if self.cfg.eval.baselines:
+            names += ["random_init", "raw_pixels"]
+        return names
+
+
+# name -> evaluation(ctx) -> flat dict of results; the CLI and methods choose which run
+EVALUATIONS: Registry[Callable[[EvalContext], dict]] = Registry("evaluation")
+
+
+def key_prefix(subject: str) -> str:
+    """eval.json keys: the trained encoder's bare (``knn.top1``), baselines prefixed."""
+    return "" if subject == "trained" else f"{subject}."

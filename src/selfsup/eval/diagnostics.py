@@ -1,0 +1,22 @@
+"""Collapse diagnostics of a batch of embeddings."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def embedding_std(z: torch.Tensor) -> torch.Tensor:
+    """Mean over dimensions of the per-dimension std of the L2-normalised embeddings [N, d]:
+    about 1/sqrt(d) for embeddings spread over the sphere, 0 when they collapse to a point
+    (Chen & He, "Exploring Simple Siamese Representation Learning", CVPR 2021, sec. 4.1)."""
+    return F.normalize(z, dim=1).std(dim=0).mean()
+
+
+def effective_rank(z: torch.Tensor) -> torch.Tensor:
+    """exp of the entropy of the normalised singular values of the centred embeddings [N, d]
+    (Roy & Vetterli, "The effective rank", EUSIPCO 2007): d for isotropic embeddings, k for
+    embeddings spanning k equal directions, 1 for a single direction."""
+    s = torch.linalg.svdvals(z - z.mean(dim=0, keepdim=True))
+    p = s / s.sum().clamp_min(1e-12)
+    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum()
+    return torch.exp(entropy)

@@ -1,0 +1,55 @@
+"""Encoders as safetensors files: weights plus what is needed to rebuild the architecture."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from selfsup.config.schema import ModelConfig
+from selfsup.models.encoders import Encoder, InputSpec, build_encoder
+
+ENCODER_FILE = "encoder.safetensors"
+
+
+def export_encoder(encoder: Encoder, model_cfg, spec: InputSpec, path: str | Path) -> Path:
+    """Write the encoder (normalisation included) to ``path`` atomically; the architecture goes
+    in the file's metadata, so :func:`load_encoder` needs nothing else."""
+    path = Path(path)
+    meta = {
+        "model": OmegaConf.to_container(OmegaConf.structured(model_cfg)) if not isinstance(model_cfg, dict) else model_cfg,
+        "spec": dataclasses.asdict(spec),
+        "mean": encoder.mean.flatten().tolist(),
+        "std": encoder.std.flatten().tolist(),
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(state, str(tmp), metadata={"selfsup": json.dumps(meta)})
+    os.replace(tmp, path)
+    return path
+
+
+def load_encoder(path: str | Path, map_location: str = "cpu") -> Encoder:
+    """The trained encoder of a run folder or of an ``encoder.safetensors`` file, in eval mode.
+    It takes raw inputs (images in 0..1, [N, C, H, W]) and returns features [N, feature_dim]."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / ENCODER_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: pass a run folder whose training finished, or an {ENCODER_FILE}")
+    try:
+        with safe_open(str(path), framework="pt", device=map_location) as f:
+            meta = json.loads((f.metadata() or {})["selfsup"])
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (KeyError, OSError, ValueError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not a selfsup encoder file ({err})") from err
+    spec = InputSpec(meta["spec"]["in_channels"], tuple(meta["spec"]["input_shape"]), meta["spec"]["kind"])
+    model_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), meta["model"]))
+    encoder = build_encoder(model_cfg, spec, meta["mean"], meta["std"])
+    encoder.load_state_dict(state)
+    return encoder.eval()
