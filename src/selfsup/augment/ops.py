@@ -115,14 +115,18 @@ def blur_kernel_size(image_size: int) -> int:
     return k if k % 2 else k + 1
 
 
-def gaussian_blur(x: torch.Tensor, g: torch.Generator, p: float, sigma: tuple[float, float]) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, g: torch.Generator, p: float, sigma: tuple[float, float],
+                  kernel_size: int | None = None) -> torch.Tensor:
     """With probability p per sample, a Gaussian blur of sigma ~ U(sigma); separable, one
-    grouped convolution per axis for the whole batch, reflect padding."""
+    grouped convolution per axis for the whole batch, reflect padding. ``kernel_size`` (odd)
+    defaults to :func:`blur_kernel_size` of the image side."""
     if p <= 0:
         return x
     n, c, h, w = x.shape
     device = x.device
-    k = blur_kernel_size(min(h, w))
+    k = blur_kernel_size(min(h, w)) if kernel_size is None else kernel_size
+    if k < 1 or k % 2 == 0:
+        raise ValueError(f"blur kernel_size must be odd and positive, got {k}")
     s = uniform(n, sigma[0], sigma[1], g, device).to(x.dtype)
     offsets = torch.arange(k, device=device, dtype=x.dtype) - (k - 1) / 2
     kernel = torch.exp(-(offsets.view(1, -1) ** 2) / (2 * s.view(-1, 1) ** 2))
