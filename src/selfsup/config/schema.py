@@ -23,6 +23,10 @@ class DataConfig:
     image_size: Optional[int] = None  # resize images of folder datasets to this square size
     batch_size: int = 256
     num_workers: int = 0
+    # sequence datasets (clips, signals); None = the dataset's own default
+    fps: Optional[float] = None  # frames per second of generated clips / rate signals are resampled to
+    seconds: Optional[float] = None  # duration of each clip / signal window
+    freq_range: List[float] = field(default_factory=lambda: [0.5, 5.0])  # rotating-digits: frequencies, Hz
 
 
 @dataclass

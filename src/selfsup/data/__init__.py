@@ -3,6 +3,8 @@
 Importing this package registers the built-in datasets."""
 from selfsup.data import images as _images  # noqa: F401  (registers the built-in image datasets)
 from selfsup.data import image_folder as _image_folder  # noqa: F401
+from selfsup.data import rotating_digits as _rotating_digits  # noqa: F401  (rotating-digits)
+from selfsup.data import signals as _signals  # noqa: F401  (ppg-heartpy, pig-cvp)
 from selfsup.data.base import UNLABELLED, ArrayDataset, DataSplits, IndexedDataset, RawSplits
 from selfsup.data.build import build_data
 from selfsup.data.loader import EpochShuffleSampler, make_loader
