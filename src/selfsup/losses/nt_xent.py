@@ -20,6 +20,7 @@ def nt_xent(
     z2: torch.Tensor,
     temperature: float = 0.5,
     gather_distributed: bool = False,
+    min_cosine: float | None = None,
 ) -> torch.Tensor:
     """NT-Xent loss (Chen et al., "A Simple Framework for Contrastive Learning of Visual
     Representations", ICML 2020, eq. 1).
@@ -36,6 +37,9 @@ def nt_xent(
     the rows of all processes (autograd-aware gather); after DDP's gradient averaging this
     equals one process with the whole batch.
 
+    min_cosine: cosines below it are raised to it before the temperature (ContextSSL's code uses
+    ``clamp(cos, min=1e-7)``, so negatives are never pushed past orthogonal); None = plain cosine.
+
     >>> z1, z2 = torch.randn(8, 128), torch.randn(8, 128)
     >>> nt_xent(z1, z2, temperature=0.5).shape
     torch.Size([])
@@ -51,7 +55,10 @@ def nt_xent(
         all1, all2, offset = u1, u2, 0
     total = all1.shape[0]
     anchors = torch.cat([u1, u2])
-    logits = anchors @ torch.cat([all1, all2]).T / temperature  # [2n, 2N]
+    cosines = anchors @ torch.cat([all1, all2]).T  # [2n, 2N]
+    if min_cosine is not None:
+        cosines = cosines.clamp(min=min_cosine)
+    logits = cosines / temperature
     own = torch.arange(n, device=z1.device) + offset
     self_index = torch.cat([own, own + total])
     positive_index = torch.cat([own + total, own])
@@ -65,12 +72,13 @@ def nt_xent(
 class NTXentLoss(nn.Module):
     """Module form of :func:`nt_xent`: ``NTXentLoss(temperature=0.5)(z1, z2)``."""
 
-    def __init__(self, temperature: float = 0.5, gather_distributed: bool = False):
+    def __init__(self, temperature: float = 0.5, gather_distributed: bool = False, min_cosine: float | None = None):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.temperature = temperature
         self.gather_distributed = gather_distributed
+        self.min_cosine = min_cosine
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        return nt_xent(z1, z2, self.temperature, self.gather_distributed)
+        return nt_xent(z1, z2, self.temperature, self.gather_distributed, self.min_cosine)
