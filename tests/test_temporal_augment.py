@@ -143,3 +143,16 @@ def test_bad_inputs_are_rejected():
         draw_speeds(2, 3, (0.0, 2.0), _gen())
     with pytest.raises(ValueError, match=r"\[N, T, C, H, W\]"):
         invariant_views(torch.rand(2, 3, 4, 4), _gen(), InvariantAugment())
+
+
+def test_pair_views_are_same_speed_crops_of_half_the_sequence():
+    from selfsup.augment.temporal import TemporalPairViews
+
+    ramp = torch.arange(40, dtype=torch.float32).view(1, 40, 1).repeat(8, 1, 1)
+    plain = InvariantAugment(**{**IDENTITY.__dict__})
+    v1, v2 = TemporalPairViews(invariant=plain)(ramp, _gen(17))
+    assert v1.shape == v2.shape == (8, 20, 1)
+    for v in (v1, v2):  # speed 1: consecutive frames of the input, from a random start
+        assert torch.equal(v[:, 1:] - v[:, :-1], torch.ones(8, 19, 1))
+    assert not torch.equal(v1[:, 0], v2[:, 0])
+    assert TemporalPairViews(frames=7)(torch.rand(2, 30, 1, 4, 4), _gen())[0].shape == (2, 7, 1, 4, 4)

@@ -167,9 +167,30 @@ class PeriodicViews(nn.Module):
     def view_frames(self, length: int) -> int:
         return self.frames or default_frames(length, self.speed_range)
 
-    @torch.no_grad()
     def forward(self, x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        views, speeds = speed_views(x, self.num_speeds, self.view_frames(x.shape[1]), self.speed_range, g)
+        return self.draw(x, g, self.view_frames(x.shape[1]))
+
+    @torch.no_grad()
+    def draw(self, x: torch.Tensor, g: torch.Generator, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Views of ``frames`` frames: (views [B, 2M, frames, ...], speeds [B, 2M])."""
+        views, speeds = speed_views(x, self.num_speeds, frames, self.speed_range, g)
         b, v = speeds.shape
         flat = invariant_views(views.reshape(b * v, *views.shape[2:]), g, self.invariant)
         return flat.view(views.shape), speeds
+
+
+class TemporalPairViews(nn.Module):
+    """Two views of every sequence at its own speed, for instance-discrimination methods (SimCLR)
+    on clips and signals: ``forward(x, g) -> [view_1, view_2]``, each [B, T, ...], random
+    temporal crops of T frames (default L // 2, SimPer's view length at its default speeds
+    0.5-2) with SimPer's invariant augmentations, and no speed change; a baseline that sees the
+    same frames and appearance changes as SimPer but not its frequency contrast."""
+
+    def __init__(self, frames: int | None = None, invariant: InvariantAugment | None = None):
+        super().__init__()
+        self.views = PeriodicViews(num_speeds=1, speed_range=(1.0, 1.0), invariant=invariant)
+        self.frames = frames
+
+    def forward(self, x: torch.Tensor, g: torch.Generator) -> list[torch.Tensor]:
+        views, _ = self.views.draw(x, g, self.frames or default_frames(x.shape[1], (0.5, 2.0)))
+        return [views[:, 0], views[:, 1]]

@@ -15,6 +15,7 @@ from selfsup.engine.build import build_method
 from selfsup.engine.checkpoint import load_checkpoint_file
 from selfsup.engine.run_dir import checkpoint_path, write_json
 from selfsup.eval import standard as _standard  # noqa: F401  (registers knn and linear)
+from selfsup.eval import regression as _regression  # noqa: F401  (registers regression)
 from selfsup.eval.context import EVALUATIONS, EvalContext
 from selfsup.eval.report import write_report
 from selfsup.models.encoders import Encoder
@@ -61,7 +62,8 @@ def evaluate_run(
         encoders=encoders, device=device, options=dict(options or {}),
     )
     method_evaluations = getattr(method, "evaluations", ())
-    names = list(dict.fromkeys([*STANDARD, *method_evaluations, *evaluations]))
+    data_evaluations = ("regression",) if splits.info.get("target") else ()  # datasets with a continuous target
+    names = list(dict.fromkeys([*STANDARD, *data_evaluations, *method_evaluations, *evaluations]))
     results: dict = {}
     for name in names:
         log.info("evaluating: %s", name)

@@ -1,5 +1,6 @@
 """Methods: one file each. Importing this package registers them all."""
 from selfsup.methods import simclr as _simclr  # noqa: F401
+from selfsup.methods import simper as _simper  # noqa: F401  (issue 5)
 from selfsup.methods.base import (
     METHODS,
     Method,

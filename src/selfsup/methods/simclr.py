@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from selfsup.augment import SimCLRViews
+from selfsup.augment.temporal import TemporalPairViews
 from selfsup.losses import nt_xent
 from selfsup.methods.base import Method, MethodContext, Params, register_method
 from selfsup.models import Encoder, SimCLRProjectionHead
@@ -29,7 +30,8 @@ class SimCLR(Method):
     def __init__(self, params: SimCLRParams, encoder: Encoder, ctx: MethodContext):
         super().__init__(params, encoder, ctx)
         self.projector = SimCLRProjectionHead(encoder.feature_dim, params.proj_hidden_dim, params.proj_dim)
-        self.views = SimCLRViews(ctx.augment)
+        # clips / signals: two same-speed temporal crops with SimPer's invariant augmentations
+        self.views = SimCLRViews(ctx.augment) if ctx.spec.kind == "image" else TemporalPairViews()
 
     def make_views(self, x: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
         return self.views(x, generator)
