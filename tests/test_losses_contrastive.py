@@ -1,15 +1,14 @@
 """InfoNCE (MoCo), SupCon on partly labelled data, and SupCon against a queue (SupCon-MoCo).
 
-Every loss is checked against a slow reference written as Python loops over the formula, the
-seed's test cases (../shared/seeds/supcon.txt) are ported with their expected values built a
-second way, and two gloo processes must match one process holding the whole batch."""
+Every loss is checked against a slow reference written as Python loops over the formula, and
+the seed's test cases (../shared/seeds/supcon.txt) are ported with their expected values built
+a second way. The two-process tests are in test_two_process_ssl.py."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from dist_utils import ddp_grads, run_distributed
 from selfsup.losses.infonce import InfoNCELoss, info_nce
 from selfsup.losses.supcon import SupConLoss, supcon_loss, supcon_queue_terms, supcon_terms
 
@@ -339,57 +338,3 @@ def test_supcon_queue_needs_queue_labels():
     with pytest.raises(ValueError, match=r"queue_labels must be an integer tensor \[3\]"):
         supcon_queue_terms(torch.randn(2, 4), torch.randn(2, 4), torch.tensor([0, 1]), torch.randn(3, 4),
                            torch.tensor([0, 1]))
-
-
-# -- two processes == one process with the whole batch ----------------------------------------------
-
-LABELS = torch.tensor([-1, 0, 0, 1, -1, -1, 1, 2])  # rank 0 holds 1 unlabelled sample, rank 1 holds 2
-QUEUE_LABELS = torch.tensor([0, -1, 2, 1, -1, 1])
-
-
-LOSS_NAMES = ["info_nce", "supcon_all", "supcon_only", "supcon_queue_all", "supcon_queue_only"]
-
-
-def _loss(name, z1, z2, labels, queue, gather_distributed):
-    """One loss of this file; view 2 is the key for the queue losses."""
-    if name == "info_nce":
-        return info_nce(z1, z2, queue, 0.3)
-    method = name.rsplit("_", 1)[1]
-    if name.startswith("supcon_queue"):
-        unsup, sup = supcon_queue_terms(z1, z2, labels, queue, QUEUE_LABELS, 0.3, unsup_method=method,
-                                        gather_distributed=gather_distributed)
-        return unsup + 0.7 * sup
-    return supcon_loss(z1, z2, labels, 0.3, reg_lambda=0.7, unsup_method=method, gather_distributed=gather_distributed)
-
-
-def _encoder() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 4)).double()
-
-
-def _two_process_step(rank, world, x1, x2, queue):
-    n = x1.shape[0] // world
-    part = slice(rank * n, (rank + 1) * n)
-    results = {}
-    for name in LOSS_NAMES:
-        model = torch.nn.parallel.DistributedDataParallel(_encoder())
-        loss = _loss(name, model(x1[part]), model(x2[part]), LABELS[part], queue, True)
-        loss.backward()
-        results[name] = {"loss": loss.detach(), "grads": ddp_grads(model.module)}
-    return results
-
-
-def test_two_processes_equal_one_process_with_the_whole_batch():
-    g = torch.Generator().manual_seed(2)
-    x1, x2, queue = randn(g, 8, 6), randn(g, 8, 6), randn(g, 6, 4)
-    results = run_distributed(_two_process_step, x1, x2, queue)
-    for name in LOSS_NAMES:
-        model = _encoder()
-        loss = _loss(name, model(x1), model(x2), LABELS, queue, False)
-        loss.backward()
-        mean_loss = sum(r[name]["loss"] for r in results) / len(results)
-        assert mean_loss.item() == pytest.approx(loss.item(), abs=1e-6), name
-        for param_name, p in model.named_parameters():
-            assert p.grad.abs().sum() > 0, (name, param_name)
-            for r in results:
-                torch.testing.assert_close(r[name]["grads"][param_name], p.grad, atol=1e-6, rtol=0, msg=name)

@@ -1,11 +1,10 @@
 """BYOL / SimSiam prediction losses, Barlow Twins and VICReg: slow references written as loops
-over the papers' formulas, and two gloo processes against one process with the whole batch."""
+over the papers' formulas. The two-process tests are in test_two_process_ssl.py."""
 import math
 
 import pytest
 import torch
 
-from dist_utils import ddp_grads, run_distributed
 from selfsup.losses.barlow_twins import BarlowTwinsLoss, barlow_twins_loss, cross_correlation
 from selfsup.losses.byol import BYOLLoss, SimSiamLoss, byol_loss, negative_cosine, normalized_mse, simsiam_loss
 from selfsup.losses.vicreg import VICRegLoss, vicreg_loss, vicreg_terms
@@ -174,58 +173,3 @@ def test_vicreg_rejects_bad_arguments():
         VICRegLoss(std_coeff=-1.0)
     with pytest.raises(ValueError, match="at least 2 samples"):
         vicreg_loss(torch.randn(1, 4), torch.randn(1, 4))
-
-
-# -- two processes == one process with the whole batch ------------------------------------------------
-
-LOSS_NAMES = ["byol", "simsiam", "barlow_twins", "vicreg", "barlow_twins_local"]
-
-
-def _loss(name, model, target, x1, x2, gather_distributed):
-    z1, z2 = model(x1), model(x2)
-    if name == "byol":
-        return byol_loss(z1, z2, target(x1), target(x2))
-    if name == "simsiam":
-        return simsiam_loss(z1, z2, z1, z2)
-    if name == "vicreg":
-        return vicreg_loss(z1, z2, gather_distributed=gather_distributed)
-    # barlow_twins_local: the statistics of each process's own half (no all-reduce), the
-    # mistake the comparison below must catch
-    return barlow_twins_loss(z1, z2, lambda_offdiag=0.05, gather_distributed=gather_distributed and name == "barlow_twins")
-
-
-def _net(seed: int) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 4)).double()
-
-
-def _two_process_step(rank, world, x1, x2):
-    n = x1.shape[0] // world
-    part = slice(rank * n, (rank + 1) * n)
-    results = {}
-    for name in LOSS_NAMES:
-        model = torch.nn.parallel.DistributedDataParallel(_net(0))
-        loss = _loss(name, model, _net(1), x1[part], x2[part], True)
-        loss.backward()
-        results[name] = {"loss": loss.detach(), "grads": ddp_grads(model.module)}
-    return results
-
-
-def test_two_processes_equal_one_process_with_the_whole_batch():
-    g = torch.Generator().manual_seed(4)
-    x1, x2 = randn(g, 16, 6), randn(g, 16, 6) * 2
-    results = run_distributed(_two_process_step, x1, x2)
-    for name in LOSS_NAMES:
-        model = _net(0)
-        loss = _loss(name, model, _net(1), x1, x2, False)
-        loss.backward()
-        mean_loss = (sum(r[name]["loss"] for r in results) / len(results)).item()
-        grads_match = all(
-            torch.allclose(r[name]["grads"][k], p.grad, atol=1e-6, rtol=0) for k, p in model.named_parameters() for r in results
-        )
-        if name == "barlow_twins_local":
-            assert mean_loss != pytest.approx(loss.item(), abs=1e-3) and not grads_match
-            continue
-        assert mean_loss == pytest.approx(loss.item(), abs=1e-6), name
-        assert all(p.grad.abs().sum() > 0 for p in model.parameters()), name
-        assert grads_match, name

@@ -1,14 +1,11 @@
-"""Momentum (EMA) networks, the cosine momentum schedule and the embedding queue."""
+"""Momentum (EMA) networks, the cosine momentum schedule and the embedding queue. A MoCo step
+in two processes against one process is in test_two_process_ssl.py."""
 import io
-import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from dist_utils import run_distributed
-from selfsup.losses.infonce import info_nce
 from selfsup.models.momentum import EmbeddingQueue, MomentumNetwork, cosine_momentum, ema_update
 
 
@@ -153,56 +150,3 @@ def test_queue_rejects_bad_input(call, match):
         call(EmbeddingQueue(4, 5, with_labels=True))
     with pytest.raises(ValueError, match="positive size"):
         EmbeddingQueue(0, 5)
-
-
-# -- one MoCo step in two processes == one process ---------------------------------------------------
-
-def _net() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 4)).double()
-
-
-def moco_step(online, target, queue, x1, x2, labels, m=0.9):
-    """A MoCo step: loss against the queue, SGD step, EMA update, enqueue the keys."""
-    optimizer = torch.optim.SGD(online.parameters(), lr=0.5)
-    k = F.normalize(target(x2), dim=1)
-    loss = info_nce(online(x1), k, queue.filled()[0], 0.2)
-    loss.backward()
-    optimizer.step()
-    target.update([online.module if hasattr(online, "module") else online], m)
-    queue.enqueue(k, labels)
-    return loss.detach()
-
-
-def _state(target, queue):
-    return {"queue": queue.embeddings.clone(), "labels": queue.labels.clone(), "ptr": queue.ptr.clone(),
-            "count": queue.count.clone(), "target": [p.detach().clone() for p in target.parameters()]}
-
-
-def _two_process_moco(rank, world, x1, x2, labels):
-    n = x1.shape[1] // world  # x1: [steps, batch, features]
-    part = slice(rank * n, (rank + 1) * n)
-    net = _net()
-    target, queue = MomentumNetwork(net), EmbeddingQueue(12, 4, with_labels=True).double()
-    online = nn.parallel.DistributedDataParallel(net)
-    for step in range(2):
-        moco_step(online, target, queue, x1[step][part], x2[step][part], labels[step][part])
-    return _state(target, queue)
-
-
-def test_queue_and_target_after_two_process_steps_equal_one_process():
-    g = torch.Generator().manual_seed(0)
-    x1, x2 = torch.randn(2, 8, 6, generator=g, dtype=torch.float64), torch.randn(2, 8, 6, generator=g, dtype=torch.float64)
-    labels = torch.randint(-1, 3, (2, 8), generator=g)
-    online = _net()
-    target, queue = MomentumNetwork(online), EmbeddingQueue(12, 4, with_labels=True).double()
-    for step in range(2):
-        moco_step(online, target, queue, x1[step], x2[step], labels[step])
-    expected = _state(target, queue)
-    assert int(expected["count"]) == 12 and int(expected["ptr"]) == 4  # 16 keys into 12 slots: wrapped
-    for result in run_distributed(_two_process_moco, x1, x2, labels):
-        for name in ("queue", "labels", "ptr", "count"):
-            torch.testing.assert_close(result[name], expected[name], atol=1e-9, rtol=0, msg=name)
-        for got, want in zip(result["target"], expected["target"]):
-            torch.testing.assert_close(got, want, atol=1e-9, rtol=0)
-    assert not math.isclose(float(expected["target"][0].sum()), float(_net()[0].weight.detach().sum()))
