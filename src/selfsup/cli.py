@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+PROBES = ("mlp", "finetune")  # beside kNN and linear, which always run
 EXPECTED_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, ImportError, FloatingPointError)
 
 
@@ -48,10 +49,37 @@ def format_results(results: dict) -> str:
 def cmd_eval(ns: argparse.Namespace) -> int:
     from selfsup.engine.evaluate import evaluate_run
 
-    results = evaluate_run(ns.run_dir, ns.overrides)
+    evaluations = list(dict.fromkeys(ns.probe))  # --probe, --layers, --label-fraction combine freely
+    if ns.layers:
+        evaluations.append("layers")
+    if ns.label_fraction:
+        evaluations.append("lowshot")
+    results = evaluate_run(ns.run_dir, ns.overrides, evaluations, {"label_fractions": ns.label_fraction})
     print(format_results(results))
     print(f"wrote {Path(ns.run_dir) / 'eval.json'} and {Path(ns.run_dir) / 'report.md'}")
     return 0
+
+
+def comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def probe_list(text: str) -> list[str]:
+    probes = comma_list(text)
+    for probe in probes:
+        if probe not in PROBES:
+            raise argparse.ArgumentTypeError(f"unknown probe {probe!r}; valid: {', '.join(PROBES)}")
+    return probes
+
+
+def fraction_list(text: str) -> list[float]:
+    try:
+        fractions = [float(part) for part in comma_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of fractions, e.g. 0.01,0.1") from None
+    if not fractions or not all(0 < f <= 1 for f in fractions):
+        raise argparse.ArgumentTypeError(f"label fractions must be in (0, 1], e.g. 0.01,0.1; got {text!r}")
+    return fractions
 
 
 def cmd_embed(ns: argparse.Namespace) -> int:
@@ -111,6 +139,14 @@ def parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a run on frozen features (eval.json, report.md)")
     e.add_argument("run_dir")
     e.add_argument("overrides", nargs="*", help="key=value overrides, e.g. eval.limit=1000")
+    e.add_argument("--probe", action="extend", type=probe_list, default=[], metavar="mlp|finetune",
+                   help="more probes beside kNN and linear: mlp (eval.json mlp.top1), finetune (finetune.top1); "
+                        "comma-separated or repeated")
+    e.add_argument("--layers", action="store_true",
+                   help="a linear probe on every stage of the encoder (layer.<stage>.linear.top1, plots/layers.png)")
+    e.add_argument("--label-fraction", action="extend", type=fraction_list, default=[], metavar="F[,F...]",
+                   help="low-shot linear probes on these class-balanced fractions of the labels, e.g. 0.01,0.1 "
+                        "(lowshot.<percent>pct.linear.top1)")
     e.set_defaults(func=cmd_eval)
 
     m = sub.add_parser("embed", help="write the features of a dataset to a .npy file")

@@ -46,7 +46,7 @@ class ExemplarViews(nn.Module):
     def __init__(self, cfg: AugmentConfig, num_views: int = 8, degrees: float = 20.0):
         super().__init__()
         if num_views < 2:
-            raise ValueError(f"exemplar needs at least 2 views per image (positives), got {num_views}")
+            raise ValueError(f"exemplar needs at least 2 views per image (augment.num_views), got {num_views}")
         if not 0 <= degrees <= 180:
             raise ValueError(f"rotation degrees must be in [0, 180], got {degrees}")
         self.pipeline = SimCLRViews(cfg)

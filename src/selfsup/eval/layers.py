@@ -1,0 +1,101 @@
+"""Per-layer probing: a linear probe on the globally pooled output of every stage of the
+encoder (Kolesnikov, Zhai, Beyer, "Revisiting Self-Supervised Visual Representation Learning",
+CVPR 2019, sec. 4.2: with skip connections the last layer stays best; without them quality
+falls in the later layers). eval.json: ``layer.<stage>.linear.top1``; plot: plots/layers.png."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from selfsup.eval.context import EVALUATIONS, EvalContext  # noqa: E402
+from selfsup.eval.features import as_float_inputs, extract_features  # noqa: E402
+from selfsup.eval.linear import linear_probe_accuracy  # noqa: E402
+from selfsup.eval.report import REPORT_SECTIONS, fmt  # noqa: E402
+
+PLOT = "plots/layers.png"
+
+
+def global_pool(feature_map: torch.Tensor) -> torch.Tensor:
+    """[N, C, ...] -> [N, C]: the mean over every axis after the channel axis."""
+    return feature_map.flatten(2).mean(2) if feature_map.dim() > 2 else feature_map
+
+
+class PooledStages(nn.Module):
+    """The globally pooled output of every stage of ``encoder.forward_stages``, concatenated."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([global_pool(m) for m in self.encoder.forward_stages(x).values()], dim=1)
+
+
+@torch.no_grad()
+def stage_widths(encoder: nn.Module, example: torch.Tensor) -> dict[str, int]:
+    """Stage name -> channels, in order, from one forward pass in eval mode."""
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        return {name: m.shape[1] for name, m in encoder.forward_stages(example).items()}
+    finally:
+        encoder.train(was_training)
+
+
+def stage_features(encoder: nn.Module, dataset, batch_size: int, device) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Pooled features of every stage for every sample: ({stage: [N, C_s]}, labels [N])."""
+    example = as_float_inputs(dataset.load(torch.tensor([0]))).to(device)
+    widths = stage_widths(encoder.to(device), example)
+    pooled, labels = extract_features(PooledStages(encoder), dataset, batch_size, device)
+    return dict(zip(widths, pooled.split(list(widths.values()), dim=1))), labels
+
+
+def plot_layers(accuracy: dict[str, float], title: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(range(len(accuracy)), list(accuracy.values()), marker="o")
+    ax.set_xticks(range(len(accuracy)), list(accuracy))
+    ax.set_xlabel("stage (input -> output)")
+    ax.set_ylabel("linear probe top-1")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+@EVALUATIONS.register("layers")
+def layers(ctx: EvalContext) -> dict:
+    """``layer.<stage>.linear.top1`` for every stage of the trained encoder (``--layers``),
+    and plots/layers.png (accuracy against depth)."""
+    encoder, batch = ctx.encoders["trained"], int(ctx.cfg.eval.batch_size)
+    train, train_y = stage_features(encoder, ctx.bank, batch, ctx.device)
+    test, test_y = stage_features(encoder, ctx.test, batch, ctx.device)
+    accuracy = {name: linear_probe_accuracy(train[name], train_y, test[name], test_y) for name in train}
+    plot_layers(accuracy, f"{ctx.cfg.recipe}: {ctx.cfg.model.encoder}, per-layer linear probe",
+                ctx.run_dir / PLOT)
+    return {f"layer.{name}.linear.top1": value for name, value in accuracy.items()}
+
+
+def layers_section(ctx: EvalContext, results: dict) -> str:
+    found = {k.split(".")[1]: v for k, v in results.items() if k.startswith("layer.") and k.endswith(".linear.top1")}
+    if not found:
+        return ""
+    order = stage_widths(ctx.encoders["trained"], as_float_inputs(ctx.test.load(torch.tensor([0]))).to(ctx.device))
+    rows = [(name, found[name]) for name in order if name in found]
+    lines = ["## Per-layer linear probe", "", "| stage | top-1 |", "|---|---|"]
+    lines += [f"| {name} | {fmt(value)} |" for name, value in rows]
+    if (ctx.run_dir / PLOT).exists():
+        lines += ["", f"![per-layer probe]({os.path.relpath(ctx.run_dir / PLOT, ctx.run_dir)})"]
+    return "\n".join(lines)
+
+
+REPORT_SECTIONS.append(layers_section)

@@ -1,0 +1,62 @@
+"""Relative patch position (Doersch, Gupta, Efros, "Unsupervised Visual Representation Learning
+by Context Prediction", ICCV 2015)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from selfsup.augment.patches import NEIGHBOUR_OFFSETS, doersch_grid, relative_patch_pairs
+from selfsup.methods.base import Method, MethodContext, Params, register_method
+from selfsup.methods.pretext import PatchGridEncoder, classification, grid_for, pretext_head
+from selfsup.models import Encoder
+
+
+@dataclass
+class RelativePatchParams(Params):
+    # None: derived from the image size in Doersch's proportions (28 px: patch 6, gap 3, jitter 1)
+    patch_size: Optional[int] = None
+    gap: Optional[int] = None
+    jitter: Optional[int] = None
+    pairs_per_image: int = 1  # 1: one random neighbour (Doersch); 8: all of them (Kolesnikov et al.)
+    drop_colour: bool = True  # colour images: keep one channel per patch (the chromatic-aberration defence)
+    head_hidden_dim: int = 512  # the paper's fc7 has 4096 units
+
+
+@register_method("relative-patch")
+class RelativePatch(Method):
+    """The centre patch of a 3x3 grid and one of its 8 neighbours, each jittered and
+    standardised, through a shared (siamese) encoder; the two feature vectors concatenated feed
+    an 8-way classifier of the neighbour's position. Evaluation represents an image by the mean
+    feature of its 9 grid patches (:class:`PatchGridEncoder`)."""
+
+    Params = RelativePatchParams
+
+    def __init__(self, params: RelativePatchParams, encoder: Encoder, ctx: MethodContext):
+        grid = grid_for(ctx.spec, doersch_grid, params.patch_size, params.gap, params.jitter)
+        super().__init__(params, PatchGridEncoder(encoder, grid), ctx)
+        if not 1 <= params.pairs_per_image <= len(NEIGHBOUR_OFFSETS):
+            raise ValueError(f"method.pairs_per_image must be in 1..8, got {params.pairs_per_image}")
+        self.grid = grid
+        self.head = pretext_head(2 * encoder.feature_dim, params.head_hidden_dim, len(NEIGHBOUR_OFFSETS))
+
+    @torch.no_grad()
+    def make_views(self, x: torch.Tensor, generator: torch.Generator):
+        k = self.params.pairs_per_image
+        if k == 1:
+            positions = None  # drawn per image
+        else:  # k distinct positions per image
+            order = torch.rand(x.shape[0], len(NEIGHBOUR_OFFSETS), generator=generator, device=x.device).argsort(1)
+            positions = order[:, :k].flatten()
+            x = x.repeat_interleave(k, dim=0)
+        return relative_patch_pairs(x, generator, self.grid, positions, drop_colour=self.params.drop_colour)
+
+    def loss(self, views, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        centre, neighbour, positions = views
+        m = centre.shape[0]
+        features = self.encoder.encode_patches(torch.cat([centre, neighbour]))
+        out = classification(self.head(torch.cat([features[:m], features[m:]], dim=1)), positions)
+        # per image: the mean feature of all its patches, as the evaluation sees it
+        per_image = torch.stack([features[:m], features[m:]], 1).view(len(labels), -1, features.shape[1]).mean(1)
+        return {**out, "features": per_image}
