@@ -26,6 +26,11 @@ def cosine_momentum(base: float, progress: float) -> float:
     return 1 - (1 - base) * (math.cos(math.pi * progress) + 1) / 2
 
 
+def scheduled_momentum(base: float, progress: float, cosine: bool) -> float:
+    """``base`` throughout, or with ``cosine`` :func:`cosine_momentum` at ``progress``."""
+    return cosine_momentum(base, progress) if cosine else base
+
+
 @torch.no_grad()
 def ema_update(target: Sequence[nn.Parameter], online: Sequence[nn.Parameter], momentum: float) -> None:
     """target <- momentum * target + (1 - momentum) * online, parameter by parameter (MoCo,

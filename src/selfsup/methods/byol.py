@@ -1,0 +1,57 @@
+"""BYOL (Grill et al., "Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning",
+NeurIPS 2020)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from selfsup.augment import SimCLRViews
+from selfsup.losses.byol import byol_loss
+from selfsup.methods.base import Method, MethodContext, Params, register_method
+from selfsup.models import Encoder, MLPHead
+from selfsup.models.momentum import MomentumNetwork, check_momentum, scheduled_momentum
+
+
+@dataclass
+class BYOLParams(Params):
+    momentum: float = 0.996  # tau_base of the target network's EMA
+    momentum_cosine: bool = True  # tau rises from tau_base to 1 along a cosine (the paper's)
+    proj_hidden_dim: int = 4096  # projector and predictor: Linear-BN-ReLU-Linear, 4096 -> 256
+    proj_dim: int = 256
+    pred_hidden_dim: int = 4096
+
+
+@register_method("byol")
+class BYOL(Method):
+    """Online network: encoder, projector, predictor. Target network: an EMA copy of encoder and
+    projector, updated after every optimiser step. Loss: the symmetrised normalised MSE between
+    each view's prediction and the target's projection of the other view (no negatives, no
+    communication across processes)."""
+
+    Params = BYOLParams
+
+    def __init__(self, params: BYOLParams, encoder: Encoder, ctx: MethodContext):
+        super().__init__(params, encoder, ctx)
+        check_momentum(params.momentum)
+        self.projector = MLPHead([encoder.feature_dim, params.proj_hidden_dim, params.proj_dim])
+        self.predictor = MLPHead([params.proj_dim, params.pred_hidden_dim, params.proj_dim])
+        self.target = MomentumNetwork(self.encoder, self.projector)
+        self.views = SimCLRViews(ctx.augment)
+
+    def make_views(self, x: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
+        return self.views(x, generator)
+
+    def loss(self, views: list[torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        n = views[0].shape[0]
+        x = torch.cat(views[:2])
+        features = self.encoder(x)
+        z = self.projector(features)
+        p = self.predictor(z)
+        t = self.target(x)
+        loss = byol_loss(p[:n], p[n:], t[:n], t[n:])
+        return {"loss": loss, "features": features[:n], "embeddings": z[:n]}
+
+    def after_optimizer_step(self, progress: float) -> None:
+        m = scheduled_momentum(self.params.momentum, progress, self.params.momentum_cosine)
+        self.target.update([self.encoder, self.projector], m)
