@@ -53,7 +53,8 @@ def stage_features(encoder: nn.Module, dataset, batch_size: int, device) -> tupl
     """Pooled features of every stage for every sample: ({stage: [N, C_s]}, labels [N])."""
     example = as_float_inputs(dataset.load(torch.tensor([0]))).to(device)
     widths = stage_widths(encoder.to(device), example)
-    pooled, labels = extract_features(PooledStages(encoder), dataset, batch_size, device)
+    wrapper = PooledStages(encoder).train(encoder.training)  # extract_features restores this mode afterwards
+    pooled, labels = extract_features(wrapper, dataset, batch_size, device)
     return dict(zip(widths, pooled.split(list(widths.values()), dim=1))), labels
 
 

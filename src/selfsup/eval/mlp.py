@@ -20,7 +20,7 @@ def mlp_probe_accuracy(
     num_classes: int,
     hidden_dim: int = 512,
     epochs: int = 30,
-    lr: float = 1e-3,
+    lr: float = 1e-2,  # better than 1e-3 and 3e-3 on digits and 3,000 MNIST raw pixels
     weight_decay: float = 1e-4,
     batch_size: int = 256,
     seed: int = 0,

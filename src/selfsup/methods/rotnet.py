@@ -17,7 +17,8 @@ from selfsup.models import Encoder
 @dataclass
 class RotNetParams(Params):
     head_hidden_dim: int = 0  # 0: a linear 4-way classifier on the features (Kolesnikov et al. 2019)
-    # light augmentation before rotating (the paper's CIFAR setup: random crops and flips)
+    # light augmentation before rotating (the paper's CIFAR setup: random crops and flips): square
+    # crops of this area fraction, resized back
     crop_scale: List[float] = field(default_factory=lambda: [0.7, 1.0])
     hflip_prob: float = 0.5
 
@@ -39,7 +40,7 @@ class RotNet(Method):
     @torch.no_grad()
     def make_views(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.params
-        x = ops.random_resized_crop(x, generator, tuple(p.crop_scale), (3 / 4, 4 / 3), p.hflip_prob)
+        x = ops.random_resized_crop(x, generator, tuple(p.crop_scale), (1.0, 1.0), p.hflip_prob)
         return rotation_batch(x)
 
     def loss(self, views: tuple[torch.Tensor, torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
