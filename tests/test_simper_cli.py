@@ -1,0 +1,93 @@
+"""End to end: SimPer's recipes through the `selfsup` command on tiny clips and signals."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from selfsup.models import load_encoder
+
+TINY_DATA = ["data.fps=6", "data.seconds=2", "data.image_size=12", "data.freq_range=[0.5,2.5]", "data.limit=40",
+             "data.batch_size=4", "model.width=4", "trainer.enable_progress_bar=false", "eval.limit=40"]
+
+
+def selfsup(*args):
+    result = subprocess.run([sys.executable, "-m", "selfsup", *map(str, args)], capture_output=True, text=True,
+                            timeout=600, env=dict(os.environ))
+    if result.returncode != 0:
+        raise AssertionError(f"selfsup {' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def read_eval(run_dir) -> dict:
+    return json.loads((Path(run_dir) / "eval.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def clips_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "simper-digits"
+    selfsup("train", "simper-rotating-digits", *TINY_DATA, "method.num_speeds=2", "trainer.max_steps=3",
+            "eval.map_points=40", f"run.dir={run_dir}")
+    return run_dir
+
+
+def test_simper_rotating_digits_trains_and_evaluates_the_frequency(clips_run):
+    results = read_eval(clips_run)
+    for prefix in ("", "random_init.", "raw_pixels."):
+        assert results[f"{prefix}regression.mae"] >= 0 and results[f"{prefix}regression.mape"] >= 0
+        assert results[f"{prefix}regression.r2"] <= 1
+    assert results["regression.mae"] < 1.0  # frequencies 0.5-2.5 Hz: the mean predictor's MAE is about 0.5
+    report = (clips_run / "report.md").read_text()
+    assert "## Regression probe: freq (Hz)" in report and "plots/embedding_freq.png" in report
+    assert (clips_run / "plots" / "embedding_freq.png").exists()
+    config = (clips_run / "config.yaml").read_text()
+    assert "label_temperature: 0.1" in config and "feature_temperature: 1.0" in config
+
+
+def test_exported_encoder_maps_clips_to_their_spectrum(clips_run):
+    encoder = load_encoder(clips_run)
+    features = encoder(torch.rand(3, 12, 1, 12, 12))
+    assert features.shape == (3, 13)
+    torch.testing.assert_close(features.norm(dim=1), torch.ones(3))
+
+
+def test_eval_again_gives_the_same_regression(clips_run):
+    from selfsup.engine.evaluate import evaluate_run
+
+    before = read_eval(clips_run)
+    after = evaluate_run(clips_run, ["eval.baselines=false", "eval.map_points=0"])
+    assert "random_init.regression.mae" not in after
+    for key in ("regression.mae", "regression.mape", "regression.r2"):
+        assert after[key] == pytest.approx(before[key], abs=1e-9)
+
+
+def test_simper_ppg_recipe_on_heartpy_format_files(tmp_path):
+    from test_periodic_datasets import _write_heartpy
+
+    data = tmp_path / "ppg"
+    data.mkdir()
+    _write_heartpy(data)
+    run_dir = tmp_path / "ppg-run"
+    from selfsup.cli import main
+
+    assert main(["train", "simper-ppg", f"data.root={data}", "data.batch_size=8", "model.width=4", "trainer.max_steps=3",
+                 "trainer.enable_progress_bar=false", "eval.baselines=false", f"run.dir={run_dir}"]) == 0
+    results = read_eval(run_dir)
+    assert {"regression.mae", "regression.mape", "regression.r2", "knn.top1"} <= set(results)
+    assert "## Regression probe: heart_rate (bpm)" in (run_dir / "report.md").read_text()
+
+
+def test_simclr_trains_on_clips_with_the_same_encoder(tmp_path):
+    from selfsup.config.loading import build_config, parse_overrides, recipe_values
+    from selfsup.engine.evaluate import evaluate_run
+    from selfsup.engine.train import train
+
+    values = recipe_values("simper-rotating-digits")
+    values["method"] = {"name": "simclr", "proj_hidden_dim": 32, "proj_dim": 16}
+    cfg = build_config(values, parse_overrides([*TINY_DATA, "trainer.max_steps=2", "eval.baselines=false",
+                                                "eval.map_points=0", f"run.dir={tmp_path / 'simclr'}"]))
+    results = evaluate_run(train(cfg))
+    assert {"regression.mae", "regression.r2", "linear.top1"} <= set(results)
