@@ -61,9 +61,14 @@ class RunCheckpoints(L.Callback):
         self.path = Path(folder) / LAST
         self.every_n_steps = every_n_steps
 
+    def save(self, trainer: L.Trainer) -> None:
+        for logger in trainer.loggers:  # metrics up to this state reach the disk with it
+            logger.save()
+        trainer.save_checkpoint(self.path, weights_only=False)  # full state: optimiser, schedule, loops
+
     def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
         if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
-            trainer.save_checkpoint(self.path, weights_only=False)  # full state: optimiser, schedule, loops
+            self.save(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.save_checkpoint(self.path, weights_only=False)  # full state: optimiser, schedule, loops
+        self.save(trainer)

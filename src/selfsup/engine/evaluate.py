@@ -18,11 +18,11 @@ from selfsup.eval import standard as _standard  # noqa: F401  (registers knn and
 from selfsup.eval import regression as _regression  # noqa: F401  (registers regression)
 from selfsup.eval.context import EVALUATIONS, EvalContext
 from selfsup.eval.report import write_report
-from selfsup.models.encoders import Encoder
+from selfsup.methods import Method
 
 log = logging.getLogger(__name__)
 STANDARD = ("knn", "linear")
-ENCODER_PREFIX = "method.encoder."
+METHOD_PREFIX = "method."
 
 
 def capped(dataset: IndexedDataset, limit: int | None, seed: int) -> IndexedDataset:
@@ -31,12 +31,12 @@ def capped(dataset: IndexedDataset, limit: int | None, seed: int) -> IndexedData
     return dataset.take(stratified_indices(dataset.labels, limit, seed))
 
 
-def load_trained_weights(encoder: Encoder, run_dir: Path) -> Encoder:
-    """``encoder`` with the weights of the run's last checkpoint, in eval mode."""
+def load_trained_method(method: Method, run_dir: Path) -> Method:
+    """``method`` (encoder, heads, and e.g. ContextSSL's transformer) with the weights of the
+    run's last checkpoint, in eval mode."""
     state = load_checkpoint_file(checkpoint_path(run_dir))["state_dict"]
-    weights = {k[len(ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
-    encoder.load_state_dict(weights)
-    return encoder.eval()
+    method.load_state_dict({k[len(METHOD_PREFIX):]: v for k, v in state.items() if k.startswith(METHOD_PREFIX)})
+    return method.eval()
 
 
 def evaluate_run(
@@ -55,11 +55,11 @@ def evaluate_run(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     method = build_method(cfg, splits)  # seeded: its encoder is the trained one's initialisation
     encoders = {"random_init": copy.deepcopy(method.encoder).eval()} if cfg.eval.baselines else {}
-    encoders["trained"] = load_trained_weights(method.encoder, run_dir)
+    encoders["trained"] = load_trained_method(method, run_dir).encoder
     ctx = EvalContext(
         cfg=cfg, run_dir=run_dir, splits=splits,
         bank=capped(splits.train, cfg.eval.limit, seed), test=capped(splits.test, cfg.eval.limit, seed + 1),
-        encoders=encoders, device=device, options=dict(options or {}),
+        encoders=encoders, device=device, options=dict(options or {}), method=method,
     )
     method_evaluations = getattr(method, "evaluations", ())
     data_evaluations = ("regression",) if splits.info.get("target") else ()  # datasets with a continuous target

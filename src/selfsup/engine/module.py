@@ -64,6 +64,7 @@ class SSLModule(L.LightningModule):
             )
         total = loss + self.probe_loss(out["features"].detach(), labels)
         self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
+        self.log("train/epoch_loss", loss.detach(), on_step=False, on_epoch=True, sync_dist=True)
         for name, value in out.items():
             if name not in ("loss", "features", "embeddings") and value.dim() == 0:
                 self.log(f"train/{name}", value.detach(), on_step=True, on_epoch=False)

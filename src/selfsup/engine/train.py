@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Sequence
 
 import lightning as L
-from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from selfsup.config.loading import load_run_config
 from selfsup.data import build_data
 from selfsup.engine.build import SplitsDataModule, build_method, input_spec, lightning_trainer_kwargs, resolve_config
-from selfsup.engine.checkpoint import AtomicCheckpointIO, RunCheckpoints
+from selfsup.engine.checkpoint import AtomicCheckpointIO, RunCheckpoints, load_checkpoint_file
+from selfsup.engine.metrics_log import RunMetricsLogger
 from selfsup.engine.module import SSLModule
 from selfsup.engine.run_dir import RUN_DIR_ENV, checkpoint_path, new_run_dir, save_config, training_finished
 from selfsup.models import ENCODER_FILE, export_encoder
@@ -65,20 +65,22 @@ def fit(cfg: DictConfig, run_dir: Path, resume: bool, callbacks: Sequence[L.Call
     splits = build_data(cfg.data, int(cfg.seed))
     method = build_method(cfg, splits)
     module = SSLModule(cfg, method, splits.num_classes)
+    ckpt = checkpoint_path(run_dir)
+    resume_from = ckpt if resume and ckpt.exists() else None
+    resume_step = load_checkpoint_file(ckpt)["global_step"] if resume_from else None
     trainer = L.Trainer(
         **lightning_trainer_kwargs(cfg),
         default_root_dir=str(run_dir),
-        logger=CSVLogger(str(run_dir), name="", version=""),
+        logger=RunMetricsLogger(run_dir, resume_step),
         callbacks=[RunCheckpoints(run_dir / "checkpoints", cfg.trainer.ckpt_every_n_steps), *callbacks],
         plugins=[AtomicCheckpointIO()],
         enable_checkpointing=False,
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
     )
-    ckpt = checkpoint_path(run_dir)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # processes launched by DDP write into the same run
     try:
-        trainer.fit(module, datamodule=SplitsDataModule(splits, cfg), ckpt_path=str(ckpt) if resume and ckpt.exists() else None)
+        trainer.fit(module, datamodule=SplitsDataModule(splits, cfg), ckpt_path=str(resume_from) if resume_from else None)
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
     if trainer.is_global_zero:

@@ -1,0 +1,197 @@
+"""End to end: the `selfsup` command on tiny data (a few seconds per run)."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from selfsup.config import load_config
+from selfsup.engine.checkpoint import load_checkpoint_file
+from selfsup.engine.train import train
+
+FAST = ["data.name=digits", "data.batch_size=64", "trainer.enable_progress_bar=false", "eval.map_points=0",
+        "model.width=8", "method.proj_hidden_dim=64", "method.proj_dim=32", "optim.lr=0.1",
+        "trainer.log_every_n_steps=5"]
+HERE = Path(__file__).parent
+
+
+def selfsup(*args, check=True, env=None):
+    result = subprocess.run([sys.executable, "-m", "selfsup", *map(str, args)], capture_output=True, text=True,
+                            env={**os.environ, **(env or {})}, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"selfsup {' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def killed_run(when, *overrides):
+    return subprocess.run([sys.executable, str(HERE / "killed_run.py"), when, *map(str, overrides)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def read_eval(run_dir) -> dict:
+    return json.loads((Path(run_dir) / "eval.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "digits"
+    selfsup("train", *FAST, "trainer.max_epochs=2", "eval.map_points=200", f"run.dir={run_dir}")
+    return run_dir
+
+
+def test_train_writes_the_whole_run_folder(digits_run):
+    for name in ("config.yaml", "checkpoints/last.ckpt", "metrics.csv", "encoder.safetensors", "eval.json",
+                 "report.md", "plots/training.png", "plots/embedding_map.png"):
+        assert (digits_run / name).exists(), name
+    results = read_eval(digits_run)
+    for key in ("knn.top1", "knn.top5", "linear.top1", "random_init.knn.top1", "random_init.linear.top1",
+                "raw_pixels.knn.top1", "raw_pixels.linear.top1"):
+        assert 0.0 <= results[key] <= 1.0, key
+    assert results["knn.top1"] > 0.3 and results["linear.top1"] > 0.3  # chance is 0.1
+    assert all(k == k.lower() and k.isascii() for k in results)
+    report = (digits_run / "report.md").read_text()
+    assert "kNN top-1" in report and "random-init" in report and "raw pixels" in report
+
+
+def test_checkpoint_has_full_state_and_loads_weights_only(digits_run):
+    ckpt = load_checkpoint_file(digits_run / "checkpoints" / "last.ckpt")
+    assert {"state_dict", "optimizer_states", "lr_schedulers", "loops", "rng_torch"} <= set(ckpt)
+    assert not list((digits_run / "checkpoints").glob("*.tmp"))
+
+
+def test_loss_falls(digits_run):
+    losses = [float(r["train/loss"]) for r in csv.DictReader(open(digits_run / "metrics.csv")) if r.get("train/loss")]
+    assert len(losses) >= 2 and losses[-1] < losses[0]
+
+
+def test_eval_again_gives_identical_values(digits_run, tmp_path):
+    before = read_eval(digits_run)
+    (digits_run / "eval.json").unlink()
+    selfsup("eval", digits_run)
+    assert read_eval(digits_run) == before
+
+
+def test_eval_limit_caps_bank_and_test(digits_run):
+    selfsup("eval", digits_run, "eval.limit=100", "eval.baselines=false")
+    results = read_eval(digits_run)
+    assert "random_init.knn.top1" not in results and "knn.top1" in results
+    assert "bank 100 training samples, 100 test samples" in (digits_run / "report.md").read_text()
+
+
+def test_load_encoder_and_embed(digits_run, tmp_path):
+    from selfsup import load_encoder
+
+    encoder = load_encoder(digits_run)
+    assert encoder(torch.rand(2, 1, 8, 8)).shape == (2, encoder.feature_dim)
+    out = tmp_path / "features.npy"
+    selfsup("embed", digits_run, "--data", "digits", "--out", out)
+    features, labels = np.load(out), np.load(tmp_path / "features.labels.npy")
+    assert features.shape == (len(labels), encoder.feature_dim)
+
+
+def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path):
+    args = [*FAST, "data.limit=600", "trainer.max_epochs=3", "eval.baselines=false"]
+    selfsup("train", *args, f"run.dir={tmp_path / 'straight'}")
+    killed = killed_run("epoch:0", *args, f"run.dir={tmp_path / 'killed'}")
+    assert killed.returncode == -signal.SIGKILL
+    assert load_checkpoint_file(tmp_path / "killed" / "checkpoints" / "last.ckpt")["epoch"] == 0
+    assert not (tmp_path / "killed" / "eval.json").exists()
+    selfsup("train", "--resume", tmp_path / "killed")
+    steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "killed" / "metrics.csv")) if r.get("train/loss")]
+    straight_steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "straight" / "metrics.csv"))
+                      if r.get("train/loss")]
+    assert steps == straight_steps  # the loss curve before the kill is kept, nothing is logged twice
+    straight, resumed = read_eval(tmp_path / "straight"), read_eval(tmp_path / "killed")
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert resumed[key] == pytest.approx(straight[key], abs=1e-4), key
+
+
+def test_resume_completes_a_run_whose_eval_did_not_run(tmp_path):
+    run_dir = tmp_path / "noeval"
+    assert killed_run("fit_end", *FAST, "trainer.max_steps=3", f"run.dir={run_dir}").returncode == -signal.SIGKILL
+    assert not (run_dir / "eval.json").exists()
+    selfsup("train", "--resume", run_dir)
+    assert "knn.top1" in read_eval(run_dir)
+    assert load_checkpoint_file(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 3
+
+
+def test_eval_after_train_can_be_turned_off(tmp_path):
+    run_dir = tmp_path / "off"
+    selfsup("train", *FAST, "trainer.max_steps=2", "eval.after_train=false", f"run.dir={run_dir}")
+    assert (run_dir / "encoder.safetensors").exists() and not (run_dir / "eval.json").exists()
+
+
+def test_two_ddp_processes_on_the_cpu(tmp_path):
+    run_dir = tmp_path / "ddp"
+    result = selfsup("train", "data.name=digits", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
+                     "trainer.max_steps=3", *FAST[1:], f"run.dir={run_dir}")
+    assert "knn.top1" in read_eval(run_dir)
+    assert load_checkpoint_file(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 3
+    assert result.stdout.count("run folder:") == 1  # rank 0 alone evaluates and reports
+
+
+def test_default_run_folder_name(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "selfsup", "train", *FAST, "trainer.max_steps=1",
+                             "eval.after_train=false"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert run_dir.name.startswith("simclr-fashion-mnist-")
+
+
+def test_checkpoint_every_n_steps(tmp_path):
+    seen = {}
+
+    class Spy(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 2:
+                seen["step"] = load_checkpoint_file(tmp_path / "r" / "checkpoints" / "last.ckpt")["global_step"]
+
+    cfg = load_config(None, [*FAST, "trainer.max_epochs=1", "trainer.ckpt_every_n_steps=2", f"run.dir={tmp_path / 'r'}"])
+    train(cfg, callbacks=[Spy()])
+    assert seen["step"] == 2
+
+
+def test_unknown_key_is_a_clear_error():
+    result = selfsup("train", "data.nme=digits", check=False)
+    assert result.returncode == 2 and "data.nme" in result.stderr and "data.name" in result.stderr
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path):
+    result = selfsup("train", "data.name=image-folder", f"data.root={tmp_path / 'nothing'}", f"run.dir={tmp_path / 'r'}",
+                     check=False)
+    assert result.returncode == 2 and "is not a folder" in result.stderr
+
+
+def test_nan_loss_is_a_clear_error_and_keeps_the_checkpoint(tmp_path):
+    run_dir = tmp_path / "nan"
+    result = selfsup("train", *FAST, "optim.lr=1e30", "trainer.max_epochs=3", f"run.dir={run_dir}", check=False)
+    assert result.returncode == 2 and "loss is nan" in result.stderr.lower() and "optim.lr" in result.stderr
+
+
+def test_corrupt_checkpoint_on_resume_is_named(digits_run, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(digits_run, broken)
+    (broken / "encoder.safetensors").unlink()
+    (broken / "checkpoints" / "last.ckpt").write_bytes(b"\x00garbage")
+    result = selfsup("train", "--resume", broken, check=False)
+    assert result.returncode == 2 and "last.ckpt" in result.stderr and "corrupt" in result.stderr
+
+
+def test_show_views_recipes_and_datasets(tmp_path):
+    out = tmp_path / "views.png"
+    selfsup("show-views", "data.name=digits", "--out", out, "--samples", "4")
+    assert out.stat().st_size > 1000
+    recipes = selfsup("recipes").stdout.splitlines()
+    assert recipes[0].split("\t")[0] and any(line.startswith("simclr-fashion-mnist\t") for line in recipes)
+    datasets = [line.split("\t")[0] for line in selfsup("datasets").stdout.splitlines()]
+    assert {"fashion-mnist", "mnist", "digits", "cifar10", "cifar100", "image-folder"} <= set(datasets)
