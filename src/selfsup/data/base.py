@@ -1,7 +1,7 @@
 """What every dataset gives the rest of the library: indexable samples with integer labels.
 
 A sample is ``(input, label)``. Inputs are uint8 images ``[C, H, W]`` (0..255), float clips
-``[T, C, H, W]`` or float signals ``[T, C]``; labels are int64 class ids, with -1 marking an
+``[T, C, H, W]``, float signals ``[T, C]`` or float table rows ``[D]``; labels are int64 class ids, with -1 marking an
 unlabelled sample (real classes are never shifted). Regression targets (frequency, heart
 rate, transformation parameters) ride along in ``targets``, a dict of float tensors ``[N, ...]``.
 
@@ -79,7 +79,7 @@ class DataSplits:
     pretrain: the same samples as the method sees them: labels of the validation part and,
     with ``data.labelled_fraction``, of all but that fraction are hidden (-1);
     val: the validation part of train (seeded, ``data.val_fraction``) with labels, for the
-    online probe and hyper-parameter choice; test: read only by evaluation. ``kind`` is 'image', 'clip' or 'signal'. ``mean``/``std``
+    online probe and hyper-parameter choice; test: read only by evaluation. ``kind`` is 'image', 'clip', 'signal' or 'tabular'. ``mean``/``std``
     are per-channel statistics of the training inputs on the 0..1 scale (images) or raw
     scale (signals), used by the encoder's input normalisation.
     """
@@ -103,7 +103,7 @@ class DataSplits:
     @property
     def in_channels(self) -> int:
         shape = self.input_shape
-        return shape[-1] if self.kind == "signal" else shape[-3]
+        return shape[-1] if self.kind in ("signal", "tabular") else shape[-3]
 
 
 @dataclass

@@ -21,7 +21,7 @@ def channel_stats(dataset: IndexedDataset, kind: str, seed: int) -> tuple[tuple,
     x = dataset.load(index).float()
     if kind == "image":
         x = x / 255.0
-    channel_dim = -1 if kind == "signal" else -3
+    channel_dim = -1 if kind in ("signal", "tabular") else -3  # table rows: one statistic per column
     x = x.movedim(channel_dim, 0).reshape(x.shape[channel_dim], -1)
     return tuple(x.mean(1).tolist()), tuple(x.std(1).clamp_min(1e-6).tolist())
 

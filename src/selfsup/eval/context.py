@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from omegaconf import DictConfig
+from torch import nn
 
 from selfsup.data.base import DataSplits, IndexedDataset
 from selfsup.eval.features import extract_features, raw_pixels
@@ -38,6 +39,7 @@ class EvalContext:
     encoders: dict[str, Encoder]  # "trained", and "random_init" when baselines are on
     device: torch.device
     options: dict = field(default_factory=dict)  # evaluation options from the CLI
+    method: Optional[nn.Module] = None  # the trained method, all its modules (e.g. ContextSSL's transformer)
     _cache: dict = field(default_factory=dict)
 
     def features(self, name: str) -> FeatureSet:

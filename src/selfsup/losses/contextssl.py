@@ -53,11 +53,11 @@ def auxiliary_loss(
         L_aux = sum_{f in factors} mean_{i, c in f} (e_ic - t_ic)^2,
 
     the original's ``MSE(e[:, :4], quat) + MSE(e[:, 4:], hues)`` for the factors the environment
-    gives; zero (with a graph) when it gives none. estimates, targets: [M, P]; columns: factor ->
+    gives; zero when it gives none. estimates, targets: [M, P]; columns: factor ->
     (start, end) column range."""
     if estimates.shape != targets.shape:
         raise ValueError(f"estimates {tuple(estimates.shape)} and targets {tuple(targets.shape)} differ in shape")
-    total = estimates.sum() * 0
+    total = estimates.new_zeros(())
     for name in factors:
         start, end = columns[name]
         total = total + F.mse_loss(estimates[:, start:end], targets[:, start:end].to(estimates.dtype))

@@ -23,7 +23,7 @@ class InputSpec:
 
     in_channels: int
     input_shape: tuple
-    kind: str = "image"  # image | clip | signal
+    kind: str = "image"  # image | clip | signal | tabular
 
 
 ENCODERS: Registry[Callable[[ModelConfig, InputSpec], nn.Module]] = Registry("encoder")
@@ -139,7 +139,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.kind = kind
-        shape = (1, -1) if kind == "signal" else (-1, 1, 1)  # channel axis: last for signals
+        shape = (1, -1) if kind in ("signal", "tabular") else (-1, 1, 1)  # channel axis: last for signals, columns
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(*shape))
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(*shape))
 

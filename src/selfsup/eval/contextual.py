@@ -1,0 +1,281 @@
+"""Evaluation of contextual world models (ContextSSL, Gupta et al., NeurIPS 2024, sec. 5).
+
+Everything is frozen. A context of c tokens (c/2 training pairs, their actions masked by the
+environment ``env``: one factor given, or ``none``) is encoded once into a key/value cache; every
+evaluated sample is then one query token [f(x) || 0] read after it, and its representation is
+the normalised transformer output. At each context length c (``method.eval_contexts``) and env:
+
+rotcolor-mnist (each held-out object's K recorded views):
+- ``ctx<c>.<env>.r2``, ``.r2_rot``, ``.r2_color``: pooled R^2 (:func:`pooled_r2`) of probes from
+  [r(view i) || r(view j)] to the action from i to j: nonlinear for the rotation columns, linear
+  for the hue columns (the original's choice), fitted on pairs of training objects;
+- ``ctx<c>.<env>.mrr``, ``.hit1``, ``.hit5``: for each object and view j, the query
+  [f(view 0) || a_{0->j} masked by env] ranks the object's K views (each encoded as a query
+  with action 0) by cosine similarity; the rank of view j (chance: MRR = H_K / K, Hit@k = k / K);
+- ``ctx<c>.<env>.linear.top1``: a linear probe of the digit class on r of two views per object.
+adult (each held-out row):
+- ``ctx<c>.<env>.linear.top1`` (income) and ``ctx<c>.<env>.sex.top1`` (the sensitive attribute).
+
+Baselines on the encoder's features f with no context (``features.*``): the same R^2 probes on
+[f(x) || f(x+)], the class and attribute probes on f. These are also the whole of the
+``equivariance`` evaluation, for any encoder (e.g. the invariant SimCLR baseline).
+
+Deviations from the original (documented): the probes are closed-form ridge regressions
+(:class:`RidgeProbe`; on 2,048 random ReLU features for the rotation) instead of an MLP
+1024-1024-1024-4 and a linear layer trained by Adam for 200 epochs; the pairs are a fixed number
+per object; MRR is scored on held-out objects (Table 1's protocol) rather than on train.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from selfsup.augment.worlds import RotColorWorld, world_for
+from selfsup.data.base import ArrayDataset, IndexedDataset
+from selfsup.data.rotcolor import recorded_params, recorded_views, relative_action
+from selfsup.eval.context import EVALUATIONS, EvalContext
+from selfsup.eval.equivariance import RidgeProbe, pooled_r2
+from selfsup.eval.features import extract_features
+from selfsup.eval.linear import linear_probe_accuracy
+from selfsup.eval.report import REPORT_SECTIONS
+from selfsup.eval.retrieval import chance_mrr_and_hits, mrr_and_hits, true_ranks
+from selfsup.models.context_transformer import ContextCache, ContextTransformer, interleave_pairs
+from selfsup.models.environments import ActionFactors
+
+PAIRS_PER_OBJECT = 4
+CLASS_VIEWS = 2  # views per object for the class probe
+ROT_PROBE_FEATURES = 2048  # random ReLU features of the nonlinear (rotation) probe
+QUERY_CHUNK = 4096
+
+Represent = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (features [M, F], actions [M, A]) -> [M, d]
+
+
+def features_of(encoder, inputs: torch.Tensor, ctx: EvalContext) -> torch.Tensor:
+    """Frozen encoder features of a tensor of inputs (uint8 images or float rows)."""
+    dataset = ArrayDataset(inputs, torch.zeros(len(inputs), dtype=torch.long))
+    return extract_features(encoder, dataset, int(ctx.cfg.eval.batch_size), ctx.device)[0]
+
+
+def context_representation(transformer: ContextTransformer, factors: ActionFactors, cache: ContextCache,
+                           env: str) -> Represent:
+    """Queries [f || action masked by env] read after the cached context, normalised."""
+    device = next(transformer.parameters()).device
+
+    @torch.no_grad()
+    def represent(features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        tokens = torch.cat([features, factors.mask(actions, env)], dim=1).to(device)
+        out = [transformer.query(chunk, cache) for chunk in tokens.split(QUERY_CHUNK)]
+        return F.normalize(torch.cat(out), dim=1).cpu()
+
+    return represent
+
+
+def features_only(features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    return features
+
+
+def build_cache(transformer: ContextTransformer, factors: ActionFactors, z: torch.Tensor, z_next: torch.Tensor,
+                actions: torch.Tensor, env: str, length: int) -> ContextCache:
+    """The cache of the first length/2 context pairs, actions masked by env, pair mask only."""
+    device = next(transformer.parameters()).device
+    pairs = length // 2
+    tokens = interleave_pairs(z[:pairs], z_next[:pairs], factors.mask(actions[:pairs], env))
+    with torch.no_grad():
+        return transformer.build_cache(tokens.to(device))
+
+
+# -- rotcolor-mnist -----------------------------------------------------------------------------
+@dataclass
+class RecordedObjects:
+    """Features [n, K, F] of the K recorded views of each object, its view parameters ([n, K]
+    each) and labels [n]."""
+
+    features: torch.Tensor
+    params: dict[str, torch.Tensor]
+    labels: torch.Tensor
+
+    @classmethod
+    def encode(cls, encoder, dataset: IndexedDataset, ctx: EvalContext) -> "RecordedObjects":
+        index = torch.arange(len(dataset))
+        views = recorded_views(dataset, index)
+        n, k = views.shape[:2]
+        features = features_of(encoder, views.flatten(0, 1), ctx).view(n, k, -1)
+        return cls(features, recorded_params(dataset, index), dataset.labels)
+
+    def pairs(self, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``count`` seeded (object, view i, view j) triples per object, i != j."""
+        n, k = self.features.shape[:2]
+        g = torch.Generator().manual_seed(seed)
+        obj = torch.arange(n).repeat_interleave(count)
+        i = torch.randint(0, k, (len(obj),), generator=g)
+        j = (i + torch.randint(1, k, (len(obj),), generator=g)) % k
+        return obj, i, j
+
+    def action(self, obj, i, j) -> torch.Tensor:
+        p = self.params
+        return relative_action({n: v[obj, i] for n, v in p.items()}, {n: v[obj, j] for n, v in p.items()})
+
+
+def rotcolor_metrics(represent: Represent, bank: RecordedObjects, test: RecordedObjects, factors: ActionFactors,
+                     seed: int, retrieval: bool) -> dict[str, float]:
+    def reps(objects: RecordedObjects) -> torch.Tensor:
+        n, k, f = objects.features.shape
+        flat = objects.features.flatten(0, 1)
+        return represent(flat, flat.new_zeros(len(flat), factors.dim)).view(n, k, -1)
+
+    r_bank, r_test = reps(bank), reps(test)
+    out: dict[str, float] = {}
+    data = {}
+    for name, objects, r, s in (("bank", bank, r_bank, seed), ("test", test, r_test, seed + 1)):
+        obj, i, j = objects.pairs(PAIRS_PER_OBJECT, s)
+        data[name] = (torch.cat([r[obj, i], r[obj, j]], dim=1), objects.action(obj, i, j))
+    (x_bank, y_bank), (x_test, y_test) = data["bank"], data["test"]
+    prediction = torch.zeros_like(y_test)
+    for factor, (a, b) in factors.columns.items():
+        probe = RidgeProbe(x_bank, y_bank[:, a:b], ROT_PROBE_FEATURES if factor == "rot" else 0, seed=seed)
+        prediction[:, a:b] = probe(x_test)
+        out[f"r2_{factor}"] = pooled_r2(y_test[:, a:b], prediction[:, a:b])
+    out["r2"] = pooled_r2(y_test, prediction)
+    k = CLASS_VIEWS
+    out["linear.top1"] = linear_probe_accuracy(r_bank[:, :k].flatten(0, 1), bank.labels.repeat_interleave(k),
+                                               r_test[:, :k].flatten(0, 1), test.labels.repeat_interleave(k))
+    if retrieval:
+        n, views = test.features.shape[:2]
+        obj = torch.arange(n).repeat_interleave(views)
+        j = torch.arange(views).repeat(n)
+        queries = represent(test.features[obj, 0], test.action(obj, torch.zeros_like(j), j)).view(n, views, -1)
+        scores = torch.einsum("nqd,ncd->nqc", queries, r_test)
+        out.update(mrr_and_hits(true_ranks(scores.flatten(0, 1), j)))
+    return out
+
+
+def rotcolor_evaluation(ctx: EvalContext, world: RotColorWorld, transformer: ContextTransformer | None,
+                        contexts: list[int]) -> dict[str, float]:
+    seed = int(ctx.cfg.seed)
+    encoder = ctx.encoders["trained"]
+    bank, test = RecordedObjects.encode(encoder, ctx.bank, ctx), RecordedObjects.encode(encoder, ctx.test, ctx)
+    results = {f"features.{k}": v for k, v in
+               rotcolor_metrics(features_only, bank, test, world.factors, seed, retrieval=False).items()}
+    if transformer is None:
+        return results
+    obj, i, j = bank.pairs(1, seed + 2)
+    order = torch.randperm(len(obj), generator=torch.Generator().manual_seed(seed + 3))
+    obj, i, j = obj[order], i[order], j[order]
+    z, z_next, actions = bank.features[obj, i], bank.features[obj, j], bank.action(obj, i, j)
+    for c in contexts:
+        for env in world.eval_envs:
+            cache = build_cache(transformer, world.factors, z, z_next, actions, env, c)
+            metrics = rotcolor_metrics(context_representation(transformer, world.factors, cache, env), bank, test,
+                                       world.factors, seed, retrieval=True)
+            results.update({f"ctx{c}.{env}.{k}": v for k, v in metrics.items()})
+    return results
+
+
+# -- adult (a sensitive attribute) ----------------------------------------------------------------
+def sensitive_evaluation(ctx: EvalContext, world, transformer: ContextTransformer | None,
+                         contexts: list[int]) -> dict[str, float]:
+    seed, attribute = int(ctx.cfg.seed), world.attribute
+    encoder = ctx.encoders["trained"]
+    x_bank, x_test = (d.load(torch.arange(len(d))) for d in (ctx.bank, ctx.test))
+    f_bank, f_test = features_of(encoder, x_bank, ctx), features_of(encoder, x_test, ctx)
+    y = {"linear": (ctx.bank.labels, ctx.test.labels),
+         attribute: (ctx.bank.targets[attribute].long(), ctx.test.targets[attribute].long())}
+
+    def probes(r_bank: torch.Tensor, r_test: torch.Tensor) -> dict[str, float]:
+        return {f"{name}.top1": linear_probe_accuracy(r_bank, a, r_test, b) for name, (a, b) in y.items()}
+
+    results = {f"features.{attribute}.top1": probes(f_bank, f_test)[f"{attribute}.top1"]}
+    if transformer is None:
+        return results
+    count = min(len(x_bank), max(contexts) // 2)
+    pick = torch.randperm(len(x_bank), generator=torch.Generator().manual_seed(seed + 3))[:count]
+    pairs = world.pairs(x_bank[pick], torch.Generator().manual_seed(seed + 4))
+    z, z_next = features_of(encoder, pairs.first, ctx), features_of(encoder, pairs.second, ctx)
+    for c in contexts:
+        for env in world.eval_envs:
+            cache = build_cache(transformer, world.factors, z, z_next, pairs.action, env, c)
+            represent = context_representation(transformer, world.factors, cache, env)
+            zeros = f_bank.new_zeros(1, world.factors.dim)
+            metrics = probes(represent(f_bank, zeros.expand(len(f_bank), -1)), represent(f_test, zeros.expand(len(f_test), -1)))
+            results.update({f"ctx{c}.{env}.{k}": v for k, v in metrics.items()})
+    return results
+
+
+def evaluate_world(ctx: EvalContext, transformer: ContextTransformer | None, contexts: list[int]) -> dict:
+    world = world_for(ctx.splits.info)
+    if transformer is not None:
+        transformer.eval().to(ctx.device)
+    run = rotcolor_evaluation if isinstance(world, RotColorWorld) else sensitive_evaluation
+    return run(ctx, world, transformer, contexts)
+
+
+@EVALUATIONS.register("equivariance")
+def equivariance(ctx: EvalContext) -> dict:
+    """``features.*``: R^2 of the relative transformation from pairs of encoder features and
+    the class (rotcolor-mnist) or sensitive-attribute (adult) probe, for any encoder."""
+    return evaluate_world(ctx, None, [])
+
+
+@EVALUATIONS.register("contextssl")
+def contextssl(ctx: EvalContext) -> dict:
+    """``features.*`` and, at each context length and environment, ``ctx<c>.<env>.*`` (see
+    the module's docstring). Needs the trained method (``ctx.method``) with its transformer."""
+    method = ctx.method
+    if method is None or not hasattr(method, "transformer"):
+        raise ValueError("the contextssl evaluation needs a run trained with method.name=contextssl")
+    return evaluate_world(ctx, method.transformer, list(method.params.eval_contexts))
+
+
+# -- report ---------------------------------------------------------------------------------------
+def context_curves(ctx: EvalContext, results: dict) -> str:
+    """report.md: each ctx metric against the context length, one line per environment, the
+    features baseline (dashed) and chance (dotted) where they apply."""
+    keys = [k.split(".", 2) for k in results if k.startswith("ctx")]
+    if not keys:
+        return ""
+    import matplotlib.pyplot as plt
+
+    metrics = sorted({m for _, _, m in keys}, key=lambda m: (not m.startswith("r2"), not m.startswith("mrr"), m))
+    envs = sorted({e for _, e, _ in keys})
+    lengths = sorted({int(c[3:]) for c, _, _ in keys})
+    views = ctx.splits.info.get("views_per_object")
+    chance = chance_mrr_and_hits(views) if views else {}
+    cols = min(4, len(metrics))
+    rows = math.ceil(len(metrics) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        for env in envs:
+            ax.plot(lengths, [results.get(f"ctx{c}.{env}.{metric}", float("nan")) for c in lengths], marker="o", label=env)
+        if f"features.{metric}" in results:
+            ax.axhline(results[f"features.{metric}"], ls="--", c="grey", lw=1, label="features, no context")
+        if metric in chance:
+            ax.axhline(chance[metric], ls=":", c="k", lw=1, label="chance")
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("context length")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    path = ctx.run_dir / "plots" / "contexts.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    header = "| metric | env | " + " | ".join(f"c={c}" for c in lengths) + " |"
+    lines = ["## Context length", "", f"![metrics against context length]({os.path.relpath(path, ctx.run_dir)})", "",
+             header, "|---|---|" + "---|" * len(lengths)]
+    for metric in metrics:
+        for env in envs:
+            cells = [results.get(f"ctx{c}.{env}.{metric}") for c in lengths]
+            lines.append(f"| {metric} | {env} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in cells) + " |")
+    if chance:
+        lines += ["", "Chance with " + f"{views} candidates: " + ", ".join(f"{k} {v:.3f}" for k, v in chance.items())]
+    return "\n".join(lines)
+
+
+REPORT_SECTIONS.append(context_curves)

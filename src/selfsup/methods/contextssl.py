@@ -1,0 +1,144 @@
+"""ContextSSL (Gupta, Wang, Wang, Jaakkola, Jegelka. "In-Context Symmetries: Self-Supervised
+Learning through Contextual World Models", NeurIPS 2024, arXiv 2405.18193), and the invariant
+SimCLR baseline on the same pairs.
+
+A step: the dataset's world (:mod:`selfsup.augment.worlds`) turns each sample into a pair of
+views with a known action; one environment is drawn for the step (``env_ratio``) and withholds
+the other factors' actions; the encoder's features of the pairs become interleaved tokens
+[z || a], [z+ || 0], packed into sequences of ``block_size`` tokens (block_size/2 pairs of
+different samples, each pair the others' context); the causal transformer (pair mask + random
+context mask) predicts, and the loss is NT-Xent between the outputs of 2k and 2k+1 plus
+``aux_weight`` x the auxiliary predictor's MSE on the given factors of view 2's parameters.
+The projector is the identity, as in the original (so the transformer works in feature space).
+
+An online linear probe on the detached predictions of the source tokens (the original's
+second probe; the engine trains the one on the features) rides along: its cross-entropy
+reaches the gradient but not the reported loss.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from selfsup.augment.worlds import Pairs, world_for
+from selfsup.eval import contextual as _contextual  # noqa: F401  (registers the contextssl and equivariance evaluations)
+from selfsup.losses.contextssl import ContextSSLLoss
+from selfsup.methods.base import Method, MethodContext, Params, register_method
+from selfsup.methods.simclr import SimCLR
+from selfsup.models import Encoder
+from selfsup.models.context_transformer import (
+    AuxiliaryPredictor,
+    ContextTransformer,
+    interleave_pairs,
+    pack_sequences,
+    unpack_sequences,
+)
+from selfsup.models.environments import draw_environment
+
+
+@dataclass
+class ContextSSLParams(Params):
+    temperature: float = 0.1
+    aux_weight: float = 5.0
+    clamp_cosine: bool = False  # true: the original code's clamp(cos, min=1e-7) inside NT-Xent
+    width: int = 2048  # transformer width, depth, heads, block_size: the original's 3DIEBench GPT
+    depth: int = 3
+    heads: int = 4
+    block_size: int = 128  # tokens per sequence: block_size / 2 pairs
+    mask_prob: float = 0.9  # random context mask: each query drops each context pair with this probability
+    aux_hidden_dim: int = 1024
+    # environment -> weight; None: the dataset's default (rotcolor-mnist: rot .5, color .5 as the
+    # paper; adult: sex .5, none .5)
+    env_ratio: Optional[Dict[str, float]] = None
+    corruption_rate: float = 0.6  # adult: SCARF's fraction of corrupted fields
+    flip_prob: float = 0.5  # adult: probability that a pair's second view has the other sex
+    eval_contexts: List[int] = field(default_factory=lambda: [0, 2, 6, 14, 30, 126])
+
+
+@dataclass
+class ContextViews:
+    pairs: Pairs
+    env: str
+
+
+@register_method("contextssl")
+class ContextSSL(Method):
+    """Encoder -> context transformer -> contrastive prediction + auxiliary loss."""
+
+    Params = ContextSSLParams
+    evaluations = ("contextssl",)
+
+    def __init__(self, params: ContextSSLParams, encoder: Encoder, ctx: MethodContext):
+        super().__init__(params, encoder, ctx)
+        self.world = world_for(ctx.info, params.corruption_rate, params.flip_prob)
+        self.env_ratio = dict(params.env_ratio or self.world.default_env_ratio)
+        for env in self.env_ratio:
+            self.world.factors.factors(env)  # unknown factor names fail here, not mid-training
+        bad = [c for c in params.eval_contexts if c < 0 or c % 2 or c + 1 > params.block_size]
+        if bad:
+            raise ValueError(f"method.eval_contexts {bad}: each must be an even number of tokens (whole pairs) "
+                             f"with room for the query in method.block_size={params.block_size}")
+        dim, actions = encoder.feature_dim, self.world.factors.dim
+        self.transformer = ContextTransformer(dim, actions, dim, params.width, params.depth, params.heads,
+                                              params.block_size, params.mask_prob)
+        self.aux_predictor = AuxiliaryPredictor(dim, actions, params.aux_hidden_dim)
+        self.criterion = ContextSSLLoss(params.temperature, params.aux_weight, params.clamp_cosine,
+                                        gather_distributed=True)
+        self.prediction_probe = nn.Linear(dim, ctx.num_classes) if ctx.num_classes > 0 else None
+
+    def make_views(self, x: torch.Tensor, generator: torch.Generator) -> ContextViews:
+        with torch.no_grad():
+            return ContextViews(self.world.pairs(x, generator), draw_environment(self.env_ratio, generator))
+
+    def loss(self, views: ContextViews, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        pairs, env, factors = views.pairs, views.env, self.world.factors
+        n = pairs.first.shape[0]
+        features = self.encoder(torch.cat([pairs.first, pairs.second]))
+        tokens = interleave_pairs(features[:n], features[n:], factors.mask(pairs.action, env))
+        predictions = unpack_sequences(self.transformer(pack_sequences(tokens, self.params.block_size)), 2 * n)
+        estimates = self.aux_predictor(F.normalize(predictions, dim=1))
+        targets = pairs.target.repeat_interleave(2, dim=0)  # view 2's parameters for both tokens of a pair
+        out = self.criterion(predictions, estimates, targets, factors.columns, factors.factors(env))
+        out.update(self.probe_predictions(predictions[0::2].detach(), labels))
+        out["loss"] = out["loss"] + (out["pred_probe_loss"] - out["pred_probe_loss"].detach())
+        return {**out, "features": features[:n], "embeddings": predictions[0::2]}
+
+    def probe_predictions(self, predictions: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Cross-entropy and batch accuracy of the online probe on the predictions of labelled samples."""
+        labelled = labels >= 0
+        if self.prediction_probe is None or not bool(labelled.any()):
+            return {"pred_probe_loss": predictions.new_zeros(())}
+        logits = self.prediction_probe(predictions[labelled].float())
+        return {"pred_probe_loss": F.cross_entropy(logits, labels[labelled]),
+                "pred_probe_top1": (logits.argmax(1) == labels[labelled]).float().mean()}
+
+
+class PairViews(nn.Module):
+    """The two views of a world's pairs, as a list (the form SimCLR takes)."""
+
+    def __init__(self, world):
+        super().__init__()
+        self.world = world
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
+        pairs = self.world.pairs(x, generator)
+        return [pairs.first, pairs.second]
+
+
+@register_method("simclr-pairs")
+class PairSimCLR(SimCLR):
+    """SimCLR whose positives are the two views of the dataset's pairs (rotcolor-mnist: two
+    renders at random rotations and hues; adult: two corrupted rows, sex flipped half the
+    time), so it learns invariance to every factor: ContextSSL's SimCLR baseline (Gupta et al.
+    2024, Fig. 3). Same encoder, projection head and NT-Xent as ``simclr``."""
+
+    evaluations = ("equivariance",)
+
+    def __init__(self, params, encoder: Encoder, ctx: MethodContext):
+        super().__init__(params, encoder, ctx)
+        self.views = PairViews(world_for(ctx.info))

@@ -1,0 +1,134 @@
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from selfsup.data.rotcolor import ACTION_FACTORS, draw_view_params
+from selfsup.eval.contextual import RecordedObjects, build_cache, context_curves, context_representation, rotcolor_metrics
+from selfsup.eval.equivariance import RidgeProbe, pooled_r2
+from selfsup.eval.retrieval import chance_mrr_and_hits, mrr_and_hits, true_ranks
+from selfsup.models.context_transformer import ContextTransformer
+from selfsup.models.environments import ActionFactors
+
+FACTORS = ActionFactors(ACTION_FACTORS)
+
+
+def slow_pooled_r2(y, y_hat) -> float:
+    values = [float(v) for v in y.flatten()]
+    mean = sum(values) / len(values)
+    residual = sum((float(a) - float(b)) ** 2 for a, b in zip(y.flatten(), y_hat.flatten()))
+    return 1 - residual / sum((v - mean) ** 2 for v in values)
+
+
+@pytest.mark.parametrize("shape", [(5, 1), (20, 4), (7, 3)])
+def test_pooled_r2_matches_slow_reference(shape):
+    g = torch.Generator().manual_seed(shape[0])
+    y = torch.randn(shape, generator=g) + torch.arange(shape[1])
+    y_hat = y + 0.5 * torch.randn(shape, generator=g)
+    assert pooled_r2(y, y_hat) == pytest.approx(slow_pooled_r2(y, y_hat), abs=1e-9)
+    assert pooled_r2(y, y) == 1.0
+    assert pooled_r2(y, torch.full_like(y, float(y.mean()))) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_pooled_r2_rewards_column_means_unlike_the_per_column_average():
+    # predicting each column's own mean: 0 per column, but the pooled mean is one scalar
+    y = torch.tensor([[0.0, 10.0], [1.0, 11.0], [2.0, 12.0]])
+    column_means = y.mean(0, keepdim=True).expand_as(y)
+    assert pooled_r2(y, column_means) > 0.9
+
+
+def test_ridge_probe_matches_the_normal_equations_and_random_features_fit_products():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(512, 4, generator=g, dtype=torch.float64) * 2 - 1
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [0.0]], dtype=torch.float64) + 3
+    probe = RidgeProbe(x, y, ridge=1e-3)
+    z = torch.cat([(x - x.mean(0)) / x.std(0), torch.ones(512, 1, dtype=torch.float64)], dim=1)
+    beta = torch.linalg.solve(z.T @ z + 1e-3 * 512 * torch.eye(5, dtype=torch.float64), z.T @ y)
+    torch.testing.assert_close(probe(x).double(), (z @ beta), atol=1e-5, rtol=0)
+    assert pooled_r2(y, probe(x)) > 0.99
+    product = x[:, :1] * x[:, 1:2]
+    test = torch.rand(512, 4, generator=g, dtype=torch.float64) * 2 - 1
+    assert pooled_r2(test[:, :1] * test[:, 1:2], RidgeProbe(x, product)(test)) < 0.1
+    assert pooled_r2(test[:, :1] * test[:, 1:2], RidgeProbe(x, product, random_features=1024)(test)) > 0.9
+    with pytest.raises(ValueError, match="same N"):
+        RidgeProbe(x, y[:10])
+
+
+def test_ranks_count_ties_against_the_right_candidate_and_match_a_loop():
+    scores = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.2, 0.1], [0.0, 0.3, 0.7]])
+    truth = torch.tensor([0, 1, 0])
+    assert true_ranks(scores, truth).tolist() == [1, 2, 3]
+    g = torch.Generator().manual_seed(0)
+    scores, truth = torch.randn(50, 20, generator=g), torch.randint(0, 20, (50,), generator=g)
+    ranks = true_ranks(scores, truth)
+    slow = [1 + sum(1 for c in range(20) if c != t and scores[q, c] >= scores[q, t]) for q, t in enumerate(truth.tolist())]
+    assert ranks.tolist() == slow
+    got = mrr_and_hits(ranks)
+    assert got["mrr"] == pytest.approx(sum(1 / r for r in slow) / 50)
+    assert got["hit1"] == pytest.approx(sum(r == 1 for r in slow) / 50)
+    assert got["hit5"] == pytest.approx(sum(r <= 5 for r in slow) / 50)
+
+
+def test_chance_levels():
+    chance = chance_mrr_and_hits(20)
+    assert chance["mrr"] == pytest.approx(sum(1 / k for k in range(1, 21)) / 20)
+    assert chance["mrr"] == pytest.approx(0.1799, abs=1e-4)
+    assert chance["hit1"] == 0.05 and chance["hit5"] == 0.25
+
+
+def oracle_objects(n: int, k: int, seed: int) -> RecordedObjects:
+    """Features that are the views' parameters themselves [cos t, sin t, h_f, h_b] + class one-hot."""
+    params = draw_view_params((n, k), torch.Generator().manual_seed(seed))
+    labels = torch.arange(n) % 3
+    state = torch.stack([torch.cos(params["theta"]), torch.sin(params["theta"]), params["digit_hue"],
+                         params["background_hue"]], dim=-1)
+    onehot = torch.nn.functional.one_hot(labels, 3).float().unsqueeze(1).expand(n, k, 3)
+    return RecordedObjects(torch.cat([state, onehot], dim=-1), params, labels)
+
+
+def apply_action(features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """A perfect world model on oracle features: rotate and shift hues (zero action = stay),
+    normalised as the context representation is."""
+    c, s = features[:, 0], features[:, 1]
+    ca, sa = actions[:, 0], actions[:, 1]
+    moved = torch.stack([c * ca - s * sa, s * ca + c * sa, features[:, 2] + actions[:, 2],
+                         features[:, 3] + actions[:, 3]], dim=1)
+    stay = (actions == 0).all(1, keepdim=True)
+    return torch.nn.functional.normalize(torch.where(stay, features[:, :4], moved), dim=1)
+
+
+def test_oracle_features_give_high_r2_and_perfect_retrieval():
+    bank, test = oracle_objects(60, 6, 0), oracle_objects(40, 6, 1)
+    out = rotcolor_metrics(apply_action, bank, test, FACTORS, seed=0, retrieval=True)
+    assert out["r2_color"] > 0.95 and out["r2_rot"] > 0.8 and out["r2"] > 0.8  # misaligned pairs: about 0
+    assert out["mrr"] == 1.0 and out["hit1"] == 1.0
+    features = rotcolor_metrics(lambda f, a: f, bank, test, FACTORS, seed=0, retrieval=False)
+    assert features["linear.top1"] == 1.0 and "mrr" not in features
+
+
+def test_withholding_every_action_makes_retrieval_exactly_chance():
+    torch.manual_seed(0)
+    transformer = ContextTransformer(7, 4, 7, width=16, depth=1, heads=2, block_size=8, mask_prob=0).eval()
+    bank, test = oracle_objects(20, 5, 0), oracle_objects(20, 5, 1)
+    z, z_next = bank.features[:, 0], bank.features[:, 1]
+    actions = bank.action(torch.arange(20), torch.zeros(20, dtype=torch.long), torch.ones(20, dtype=torch.long))
+    cache = build_cache(transformer, FACTORS, z, z_next, actions, "none", 6)
+    assert cache.length == 6
+    out = rotcolor_metrics(context_representation(transformer, FACTORS, cache, "none"), bank, test, FACTORS,
+                           seed=0, retrieval=True)
+    assert out["mrr"] == pytest.approx(chance_mrr_and_hits(5)["mrr"], abs=1e-12)
+    assert out["hit1"] == pytest.approx(0.2) and out["hit5"] == 1.0
+
+
+def test_report_section_plots_each_metric_against_context_length(tmp_path: Path):
+    results = {f"ctx{c}.{env}.{m}": 0.1 * c + i for c in (0, 2, 6) for i, env in enumerate(("rot", "none"))
+               for m in ("r2_rot", "mrr")}
+    results["features.r2_rot"] = 0.3
+    ctx = SimpleNamespace(run_dir=tmp_path, splits=SimpleNamespace(info={"views_per_object": 20}))
+    text = context_curves(ctx, results)
+    assert (tmp_path / "plots" / "contexts.png").stat().st_size > 1000
+    assert "| mrr | rot | 0.000 | 0.200 | 0.600 |" in text and "mrr 0.180" in text
+    assert context_curves(ctx, {"knn.top1": 0.5}) == ""
+    assert math.isfinite(results["features.r2_rot"])
