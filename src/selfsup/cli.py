@@ -171,7 +171,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("selfsup").addHandler(handler)
+    logging.getLogger("selfsup").setLevel(logging.INFO)
     ns = parser().parse_args(argv)
     try:
         return ns.func(ns)
