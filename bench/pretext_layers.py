@@ -1,0 +1,90 @@
+"""The skip-connection experiment of Kolesnikov, Zhai, Beyer ("Revisiting Self-Supervised Visual
+Representation Learning", CVPR 2019, sec. 4.2): RotNet on Fashion-MNIST with ``resnet-small``
+and ``plainnet-small`` (the same network without skip connections), then a linear probe on the
+globally pooled output of every stage. Their claim: with skip connections the last stage stays
+best; without them quality falls in the later stages.
+
+    python bench/pretext_layers.py [--encoders resnet-small,plainnet-small] [--seeds 0,1]
+        [--epochs 3] [--limit N] [--width 32] [--eval-limit N] [--out bench/results/pretext-layers]
+
+Each (encoder, seed) trains into its own run folder under --out and is reused when it exists,
+so the experiment can be run one encoder / seed per call and summarised by a last call. Writes
+--out/layers.md (table), --out/layers.png (accuracy against depth, both encoders), and
+--out/layers.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from pretext_runs import mean_std, train_and_evaluate  # noqa: E402
+
+STAGES = ["block1", "block2", "block3", "block4"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--encoders", default="resnet-small,plainnet-small")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--epochs", type=float, default=3, help="trainer.max_epochs (the recipe's 3)")
+    parser.add_argument("--max-steps", type=int, default=-1, help="trainer.max_steps (-1: by epochs)")
+    parser.add_argument("--limit", type=int, default=None, help="data.limit: training images")
+    parser.add_argument("--width", type=int, default=32, help="model.width")
+    parser.add_argument("--batch-size", type=int, default=128, help="images per step (x4 rotations)")
+    parser.add_argument("--eval-limit", type=int, default=None, help="eval.limit: probe bank and test size")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/pretext-layers"))
+    args = parser.parse_args()
+
+    encoders, seeds = args.encoders.split(","), [int(s) for s in args.seeds.split(",")]
+    results: dict[str, list[dict]] = {}
+    for encoder in encoders:
+        for seed in seeds:
+            overrides = [f"model.encoder={encoder}", f"model.width={args.width}", f"seed={seed}",
+                         f"trainer.max_epochs={args.epochs}", f"trainer.max_steps={args.max_steps}",
+                         f"data.batch_size={args.batch_size}", "trainer.enable_progress_bar=false",
+                         "eval.baselines=false", "eval.map_points=0"]
+            if args.limit:
+                overrides.append(f"data.limit={args.limit}")
+            if args.eval_limit:
+                overrides.append(f"eval.limit={args.eval_limit}")
+            run = train_and_evaluate("rotnet-fashion-mnist", overrides, args.out / f"{encoder}-seed{seed}", ["layers"])
+            results.setdefault(encoder, []).append(run)
+            print(encoder, seed, {s: round(run[f"layer.{s}.linear.top1"], 4) for s in STAGES},
+                  f"train {run['train_seconds']:.0f} s")
+
+    lines = ["| encoder | " + " | ".join(STAGES) + " | best stage | RotNet pretext top-1 | train s |",
+             "|---|" + "---|" * (len(STAGES) + 3)]
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for encoder, runs in results.items():
+        per_stage = [[r[f"layer.{s}.linear.top1"] for r in runs] for s in STAGES]
+        means = [sum(v) / len(v) for v in per_stage]
+        pretext = [r["pretext_top1"] for r in runs if r["pretext_top1"] is not None]
+        lines.append(f"| {encoder} | " + " | ".join(mean_std(v) for v in per_stage)
+                     + f" | {STAGES[means.index(max(means))]} | {mean_std(pretext)} | "
+                     + f"{sum(r['train_seconds'] for r in runs) / len(runs):.0f} |")
+        ax.plot(range(len(STAGES)), means, marker="o", label=encoder)
+    ax.set_xticks(range(len(STAGES)), STAGES)
+    ax.set_xlabel("stage (input -> output)")
+    ax.set_ylabel("linear probe top-1 (test)")
+    ax.set_title(f"RotNet on Fashion-MNIST, per-layer probe (seeds {args.seeds})", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    args.out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out / "layers.png", dpi=110)
+    settings = (f"epochs {args.epochs}, max_steps {args.max_steps}, data.limit {args.limit}, width {args.width}, "
+                f"batch {args.batch_size}, eval.limit {args.eval_limit}, seeds {args.seeds}")
+    (args.out / "layers.md").write_text(f"RotNet on Fashion-MNIST ({settings})\n\n" + "\n".join(lines) + "\n")
+    (args.out / "layers.json").write_text(json.dumps(results, indent=1))
+    print("\n".join(lines))
+    print(f"wrote {args.out / 'layers.md'} and {args.out / 'layers.png'}")
+
+
+if __name__ == "__main__":
+    main()
