@@ -41,14 +41,23 @@ class SSLModule(L.LightningModule):
         g.manual_seed(int(self.cfg.seed) * 1_000_003 + self.global_step * 7_919 + self.global_rank)
         return g
 
+    def to_memory_format(self, views):
+        """Image batches (and lists of them) in channels-last layout when the encoder uses it:
+        a mix of layouts sends convolutions down slow paths, bf16 on the CPU most of all."""
+        if not self.channels_last:
+            return views
+        if isinstance(views, torch.Tensor):
+            return views.contiguous(memory_format=torch.channels_last) if views.dim() == 4 else views
+        if isinstance(views, (list, tuple)):
+            return type(views)(self.to_memory_format(v) for v in views)
+        return views
+
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         x, y = batch
         x = inputs_to_float(x)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         if self.trainer.training:
-            return self.method.make_views(x, self.step_generator()), y
-        return x, y
+            return self.to_memory_format(self.method.make_views(x, self.step_generator())), y
+        return self.to_memory_format(x), y
 
     # -- training -------------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int):
