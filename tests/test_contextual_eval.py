@@ -43,7 +43,7 @@ def test_ridge_probe_matches_the_normal_equations_and_random_features_fit_produc
     g = torch.Generator().manual_seed(0)
     x = torch.rand(512, 4, generator=g, dtype=torch.float64) * 2 - 1
     y = x @ torch.tensor([[1.0], [-2.0], [0.5], [0.0]], dtype=torch.float64) + 3
-    probe = RidgeProbe(x, y, ridge=1e-3)
+    probe = RidgeProbe(x, y, ridges=[1e-3])
     z = torch.cat([(x - x.mean(0)) / x.std(0), torch.ones(512, 1, dtype=torch.float64)], dim=1)
     beta = torch.linalg.solve(z.T @ z + 1e-3 * 512 * torch.eye(5, dtype=torch.float64), z.T @ y)
     torch.testing.assert_close(probe(x).double(), (z @ beta), atol=1e-5, rtol=0)
@@ -54,6 +54,18 @@ def test_ridge_probe_matches_the_normal_equations_and_random_features_fit_produc
     assert pooled_r2(test[:, :1] * test[:, 1:2], RidgeProbe(x, product, random_features=1024)(test)) > 0.9
     with pytest.raises(ValueError, match="same N"):
         RidgeProbe(x, y[:10])
+
+
+def test_ridge_probe_picks_its_ridge_on_held_out_rows_and_ignores_constant_columns():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(200, 50, generator=g, dtype=torch.float64)
+    y = x[:, :1] + 2.0 * torch.randn(200, 1, generator=g, dtype=torch.float64)  # noisy: wants a strong ridge
+    assert RidgeProbe(x, y).ridge > RidgeProbe(x, x[:, :1]).ridge
+    x[:, 7] = 1.0  # constant on the training rows
+    probe = RidgeProbe(x, x[:, :1])
+    shifted = x.clone()
+    shifted[:, 7] = 1e6  # anything on new rows
+    torch.testing.assert_close(probe(shifted), probe(x))
 
 
 def test_ranks_count_ties_against_the_right_candidate_and_match_a_loop():

@@ -21,7 +21,8 @@ Baselines on the encoder's features f with no context (``features.*``): the same
 ``equivariance`` evaluation, for any encoder (e.g. the invariant SimCLR baseline).
 
 Deviations from the original (documented): the probes are closed-form ridge regressions
-(:class:`RidgeProbe`; on 2,048 random ReLU features for the rotation) instead of an MLP
+(:class:`RidgeProbe`, ridge chosen on held-out objects; on 1,024 random ReLU features for
+the rotation) instead of an MLP
 1024-1024-1024-4 and a linear layer trained by Adam for 200 epochs; the pairs are a fixed number
 per object; MRR is scored on held-out objects (Table 1's protocol) rather than on train.
 """
@@ -49,7 +50,7 @@ from selfsup.models.environments import ActionFactors
 
 PAIRS_PER_OBJECT = 4
 CLASS_VIEWS = 2  # views per object for the class probe
-ROT_PROBE_FEATURES = 2048  # random ReLU features of the nonlinear (rotation) probe
+ROT_PROBE_FEATURES = 1024  # random ReLU features of the nonlinear (rotation) probe
 QUERY_CHUNK = 4096
 
 Represent = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (features [M, F], actions [M, A]) -> [M, d]

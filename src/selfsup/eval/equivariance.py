@@ -21,29 +21,47 @@ def pooled_r2(target: torch.Tensor, prediction: torch.Tensor) -> float:
     return float(1 - ((y - y_hat) ** 2).sum() / total.clamp_min(1e-12))
 
 
+RIDGES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
 class RidgeProbe:
-    """Ridge regression x -> y in closed form on standardised inputs, optionally on ``random_features``
-    seeded random ReLU features of them (a nonlinear probe: relu(x W + b), W ~ N(0, 1/d), b ~ N(0, 1))
-    instead of a trained MLP: deterministic, and seconds on a busy CPU.
+    """Ridge regression x -> y in closed form on standardised inputs, optionally on
+    ``random_features`` seeded random ReLU features of them (a nonlinear probe: relu(z W + b),
+    W ~ N(0, 1/d), b ~ N(0, 1)) instead of a trained MLP: deterministic, and seconds on a busy CPU.
 
-    beta = (H^T H + ridge * n * I)^-1 H^T y, with H the (features, 1) matrix, in float64."""
+    beta = (H^T H + ridge * n * I)^-1 H^T y, with H the (features, 1) matrix, in float64. The
+    ridge is chosen among ``ridges`` by the error on the last ``validation`` fraction of the rows
+    (callers order rows by object, so that part holds other objects), then refitted on all rows.
+    Columns that are (nearly) constant on the training rows are dropped: standardised, they would
+    blow up on new rows."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, random_features: int = 0, ridge: float = 1e-3, seed: int = 0):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, random_features: int = 0, ridges=RIDGES,
+                 validation: float = 0.2, seed: int = 0):
         if x.dim() != 2 or y.dim() != 2 or len(x) != len(y):
             raise ValueError(f"x [N, d] and y [N, p] with the same N expected, got {tuple(x.shape)} and {tuple(y.shape)}")
-        x = x.double()
-        self.mean, self.std = x.mean(0), x.std(0).clamp_min(1e-6)
+        x, y = x.double(), y.double()
+        self.mean, std = x.mean(0), x.std(0)
+        self.scale = torch.where(std > 1e-3 * std.max().clamp_min(1e-12), 1 / std, torch.zeros_like(std))
         self.projection = None
         if random_features:
             g = torch.Generator().manual_seed(seed)
             self.projection = (torch.randn(x.shape[1], random_features, generator=g, dtype=torch.float64)
                                / x.shape[1] ** 0.5, torch.randn(random_features, generator=g, dtype=torch.float64))
         h = self.design(x)
+        fit = len(h) - int(validation * len(h))
+        if len(ridges) > 1 and 0 < fit < len(h):
+            errors = [((h[fit:] @ self.solve(h[:fit], y[:fit], r) - y[fit:]) ** 2).mean() for r in ridges]
+            ridges = [ridges[int(torch.stack(errors).argmin())]]
+        self.ridge = ridges[0]
+        self.beta = self.solve(h, y, self.ridge)
+
+    @staticmethod
+    def solve(h: torch.Tensor, y: torch.Tensor, ridge: float) -> torch.Tensor:
         gram = h.T @ h + ridge * len(h) * torch.eye(h.shape[1], dtype=torch.float64)
-        self.beta = torch.linalg.solve(gram, h.T @ y.double())
+        return torch.linalg.solve(gram, h.T @ y)
 
     def design(self, x: torch.Tensor) -> torch.Tensor:
-        z = (x.double() - self.mean) / self.std
+        z = (x.double() - self.mean) * self.scale
         if self.projection is not None:
             z = torch.relu(z @ self.projection[0] + self.projection[1])
         return torch.cat([z, torch.ones(len(z), 1, dtype=torch.float64)], dim=1)
