@@ -66,9 +66,13 @@ def test_checkpoint_has_full_state_and_loads_weights_only(digits_run):
     assert not list((digits_run / "checkpoints").glob("*.tmp"))
 
 
-def test_loss_falls(digits_run):
-    losses = [float(r["train/loss"]) for r in csv.DictReader(open(digits_run / "metrics.csv")) if r.get("train/loss")]
-    assert len(losses) >= 2 and losses[-1] < losses[0]
+def test_loss_falls_and_the_online_probe_reports_on_validation(digits_run):
+    rows = list(csv.DictReader(open(digits_run / "metrics.csv")))
+    losses = [float(r["train/epoch_loss"]) for r in rows if r.get("train/epoch_loss")]
+    assert len(losses) == 2 and losses[-1] < losses[0]
+    probe = [float(r["val/probe_top1"]) for r in rows if r.get("val/probe_top1")]
+    assert len(probe) == 2 and probe[-1] > 0.2  # chance is 0.1
+    assert any(r.get("train/effective_rank") for r in rows) and any(r.get("train/embedding_std") for r in rows)
 
 
 def test_eval_again_gives_identical_values(digits_run, tmp_path):
@@ -136,6 +140,13 @@ def test_two_ddp_processes_on_the_cpu(tmp_path):
     assert "knn.top1" in read_eval(run_dir)
     assert load_checkpoint_file(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 3
     assert result.stdout.count("run folder:") == 1  # rank 0 alone evaluates and reports
+
+
+def test_bf16_mixed_precision(tmp_path):
+    run_dir = tmp_path / "bf16"
+    selfsup("train", *FAST, "trainer.precision=bf16-mixed", "trainer.max_steps=3", "eval.baselines=false",
+            f"run.dir={run_dir}")
+    assert "knn.top1" in read_eval(run_dir)
 
 
 def test_default_run_folder_name(tmp_path):

@@ -67,6 +67,29 @@ def test_missing_fashion_mnist_says_how_to_install(tmp_path, monkeypatch):
         build_data(DataConfig(name="fashion-mnist", root=str(tmp_path)), seed=0)
 
 
+def test_download_only_when_asked(tmp_path, monkeypatch, tiny_fashion):
+    import shutil
+
+    import torchvision.datasets
+
+    monkeypatch.delenv("SELFSUP_DATA", raising=False)
+    monkeypatch.setattr(image_data, "debian_package_files", lambda package: [])
+    calls = []
+
+    class FakeFashionMNIST:  # stands in for the official download, which needs the network
+        def __init__(self, root, download):
+            calls.append((root, download))
+            shutil.copytree(tiny_fashion, f"{root}/FashionMNIST/raw")
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", FakeFashionMNIST)
+    target = tmp_path / "downloads"
+    with pytest.raises(DatasetNotFound):
+        build_data(DataConfig(name="fashion-mnist", root=str(target)), seed=0)
+    assert calls == []
+    splits = build_data(DataConfig(name="fashion-mnist", root=str(target), download=True), seed=0)
+    assert calls == [(str(target), True)] and len(splits.test) == 20
+
+
 def test_corrupt_idx_file_is_named(tmp_path):
     path = tmp_path / "train-images-idx3-ubyte"
     path.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">III", 10, 28, 28) + b"\x00" * 100)
