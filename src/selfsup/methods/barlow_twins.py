@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from selfsup.augment import SimCLRViews
 from selfsup.losses.barlow_twins import barlow_twins_loss, check_positive
-from selfsup.methods.base import Method, MethodContext, Params, register_method
+from selfsup.methods.base import MethodContext, Params, register_method
+from selfsup.methods.two_view import TwoViewMethod
 from selfsup.models import Encoder, MLPHead
 
 
@@ -20,7 +20,7 @@ class BarlowTwinsParams(Params):
 
 
 @register_method("barlow-twins")
-class BarlowTwins(Method):
+class BarlowTwins(TwoViewMethod):
     """Two views, encoder + projector; loss: the cross-correlation matrix of the two views'
     batch-standardised projections pushed to the identity, with the batch statistics
     all-reduced across processes (:func:`selfsup.losses.barlow_twins.barlow_twins_loss`)."""
@@ -32,14 +32,9 @@ class BarlowTwins(Method):
         check_positive(params.lambda_offdiag, "method.lambda_offdiag")
         h = params.proj_hidden_dim
         self.projector = MLPHead([encoder.feature_dim, h, h, params.proj_dim])
-        self.views = SimCLRViews(ctx.augment)
-
-    def make_views(self, x: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
-        return self.views(x, generator)
 
     def loss(self, views: list[torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
         n = views[0].shape[0]
-        features = self.encoder(torch.cat(views[:2]))
-        z = self.projector(features)
+        features, z = self.encode_pair(views)
         loss = barlow_twins_loss(z[:n], z[n:], self.params.lambda_offdiag, gather_distributed=True)
         return {"loss": loss, "features": features[:n], "embeddings": z[:n]}

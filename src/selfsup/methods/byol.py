@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from selfsup.augment import SimCLRViews
 from selfsup.losses.byol import byol_loss
-from selfsup.methods.base import Method, MethodContext, Params, register_method
+from selfsup.methods.base import MethodContext, Params, register_method
+from selfsup.methods.two_view import TwoViewMethod
 from selfsup.models import Encoder, MLPHead
 from selfsup.models.momentum import MomentumNetwork, check_momentum, scheduled_momentum
 
@@ -23,7 +23,7 @@ class BYOLParams(Params):
 
 
 @register_method("byol")
-class BYOL(Method):
+class BYOL(TwoViewMethod):
     """Online network: encoder, projector, predictor. Target network: an EMA copy of encoder and
     projector, updated after every optimiser step. Loss: the symmetrised normalised MSE between
     each view's prediction and the target's projection of the other view (no negatives, no
@@ -37,18 +37,12 @@ class BYOL(Method):
         self.projector = MLPHead([encoder.feature_dim, params.proj_hidden_dim, params.proj_dim])
         self.predictor = MLPHead([params.proj_dim, params.pred_hidden_dim, params.proj_dim])
         self.target = MomentumNetwork(self.encoder, self.projector)
-        self.views = SimCLRViews(ctx.augment)
-
-    def make_views(self, x: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
-        return self.views(x, generator)
 
     def loss(self, views: list[torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
         n = views[0].shape[0]
-        x = torch.cat(views[:2])
-        features = self.encoder(x)
-        z = self.projector(features)
+        features, z = self.encode_pair(views)
         p = self.predictor(z)
-        t = self.target(x)
+        t = self.target(torch.cat(views[:2]))
         loss = byol_loss(p[:n], p[n:], t[:n], t[n:])
         return {"loss": loss, "features": features[:n], "embeddings": z[:n]}
 

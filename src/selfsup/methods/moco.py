@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from selfsup.augment import SimCLRViews
 from selfsup.losses.infonce import check_temperature, info_nce
-from selfsup.methods.base import Method, MethodContext, Params, register_method
+from selfsup.methods.base import MethodContext, Params, register_method
+from selfsup.methods.two_view import TwoViewMethod
 from selfsup.models import Encoder, MLPHead
 from selfsup.models.momentum import EmbeddingQueue, MomentumNetwork, check_momentum, scheduled_momentum
 
@@ -26,7 +26,7 @@ class MoCoParams(Params):
 
 
 @register_method("moco")
-class MoCo(Method):
+class MoCo(TwoViewMethod):
     """Queries: encoder + MLP head on view 1. Keys: a momentum (EMA) copy of both on view 2,
     L2-normalised. Loss: InfoNCE of each query against its key and a queue of the keys of the
     last ``queue_size`` samples (gathered from every process before enqueueing; kept in
@@ -44,13 +44,9 @@ class MoCo(Method):
         self.projector = MLPHead([encoder.feature_dim, params.proj_hidden_dim, params.proj_dim], batch_norm=False)
         self.target = MomentumNetwork(self.encoder, self.projector)
         self.queue = self.make_queue()
-        self.views = SimCLRViews(ctx.augment)
 
     def make_queue(self) -> EmbeddingQueue:
         return EmbeddingQueue(self.params.queue_size, self.params.proj_dim)
-
-    def make_views(self, x: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
-        return self.views(x, generator)
 
     def encode(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(features of view 1, queries of view 1, normalised keys of view 2)."""

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 import torch
 
-from selfsup.augment import SimCLRViews
 from selfsup.losses.byol import simsiam_loss
-from selfsup.methods.base import Method, MethodContext, Params, register_method
+from selfsup.methods.base import MethodContext, Params, register_method
+from selfsup.methods.two_view import TwoViewMethod
 from selfsup.models import Encoder, MLPHead
 
 
@@ -19,7 +19,7 @@ class SimSiamParams(Params):
 
 
 @register_method("simsiam")
-class SimSiam(Method):
+class SimSiam(TwoViewMethod):
     """One network (encoder + projector) on both views, a predictor on top; loss: the symmetrised
     negative cosine between each view's prediction and the other view's projection with the
     gradient stopped (no negatives, no momentum encoder, no communication across processes)."""
@@ -31,15 +31,10 @@ class SimSiam(Method):
         h = params.proj_hidden_dim
         self.projector = MLPHead([encoder.feature_dim, h, h, params.proj_dim], last_bn=True)
         self.predictor = MLPHead([params.proj_dim, params.pred_hidden_dim, params.proj_dim])
-        self.views = SimCLRViews(ctx.augment)
-
-    def make_views(self, x: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
-        return self.views(x, generator)
 
     def loss(self, views: list[torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
         n = views[0].shape[0]
-        features = self.encoder(torch.cat(views[:2]))
-        z = self.projector(features)
+        features, z = self.encode_pair(views)
         p = self.predictor(z)
         loss = simsiam_loss(p[:n], p[n:], z[:n], z[n:])
         return {"loss": loss, "features": features[:n], "embeddings": z[:n]}

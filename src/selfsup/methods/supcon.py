@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
-from selfsup.augment import SimCLRViews
 from selfsup.losses.infonce import check_temperature
 from selfsup.losses.supcon import check_unsup_method, supcon_terms
-from selfsup.methods.base import Method, MethodContext, Params, register_method
+from selfsup.methods.base import MethodContext, Params, register_method
+from selfsup.methods.two_view import TwoViewMethod
 from selfsup.models import Encoder, MLPHead
 
 
@@ -25,7 +25,7 @@ class SupConParams(Params):
 
 
 @register_method("supcon")
-class SupCon(Method):
+class SupCon(TwoViewMethod):
     """Two views, encoder + MLP head, L = L_unsup + reg_lambda * L_sup
     (:func:`selfsup.losses.supcon.supcon_terms`) with the candidates gathered from every
     process. Samples labelled ``unsup_class_id`` (train with ``data.labelled_fraction``) are
@@ -38,15 +38,10 @@ class SupCon(Method):
         check_temperature(params.temperature)
         check_unsup_method(params.unsup_method)
         self.projector = MLPHead([encoder.feature_dim, params.proj_hidden_dim, params.proj_dim], batch_norm=False)
-        self.views = SimCLRViews(ctx.augment)
-
-    def make_views(self, x: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
-        return self.views(x, generator)
 
     def loss(self, views: list[torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
         p, n = self.params, views[0].shape[0]
-        features = self.encoder(torch.cat(views[:2]))
-        z = self.projector(features)
+        features, z = self.encode_pair(views)
         unsup, sup = supcon_terms(z[:n], z[n:], labels, p.temperature, p.unsup_class_id, p.unsup_method,
                                   gather_distributed=True)
         return {"loss": unsup + p.reg_lambda * sup, "features": features[:n], "embeddings": z[:n],

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from selfsup.augment import SimCLRViews
 from selfsup.losses.vicreg import check_coefficients, vicreg_terms
-from selfsup.methods.base import Method, MethodContext, Params, register_method
+from selfsup.methods.base import MethodContext, Params, register_method
+from selfsup.methods.two_view import TwoViewMethod
 from selfsup.models import Encoder, MLPHead
 
 
@@ -22,7 +22,7 @@ class VICRegParams(Params):
 
 
 @register_method("vicreg")
-class VICReg(Method):
+class VICReg(TwoViewMethod):
     """Two views, encoder + expander; loss: invariance (MSE between the views' embeddings),
     variance (hinge on each dimension's std) and covariance (off-diagonal covariances) over the
     batch gathered from every process (:func:`selfsup.losses.vicreg.vicreg_loss`)."""
@@ -33,16 +33,11 @@ class VICReg(Method):
         super().__init__(params, encoder, ctx)
         check_coefficients(params.sim_coeff, params.std_coeff, params.cov_coeff)
         h = params.proj_hidden_dim
-        self.expander = MLPHead([encoder.feature_dim, h, h, params.proj_dim])
-        self.views = SimCLRViews(ctx.augment)
-
-    def make_views(self, x: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
-        return self.views(x, generator)
+        self.projector = MLPHead([encoder.feature_dim, h, h, params.proj_dim])  # the paper's "expander"
 
     def loss(self, views: list[torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
         p, n = self.params, views[0].shape[0]
-        features = self.encoder(torch.cat(views[:2]))
-        z = self.expander(features)
+        features, z = self.encode_pair(views)
         invariance, variance, covariance = vicreg_terms(z[:n], z[n:], gather_distributed=True)
         loss = p.sim_coeff * invariance + p.std_coeff * variance + p.cov_coeff * covariance
         return {"loss": loss, "features": features[:n], "embeddings": z[:n], "loss_invariance": invariance.detach(),

@@ -1,0 +1,30 @@
+"""The shared shape of the two-view methods (SimCLR, MoCo, SupCon, BYOL, SimSiam, Barlow Twins,
+VICReg): two augmented views of every sample, encoded and projected in one batched pass."""
+from __future__ import annotations
+
+import torch
+
+from selfsup.augment import SimCLRViews
+from selfsup.augment.temporal import TemporalPairViews
+from selfsup.methods.base import Method, MethodContext, Params
+from selfsup.models import Encoder
+
+
+class TwoViewMethod(Method):
+    """Views: SimCLR's augmentation for images; for clips and signals, two same-speed temporal
+    crops with SimPer's periodicity-invariant augmentations. Subclasses set ``self.projector``
+    and use :meth:`encode_pair`."""
+
+    projector: torch.nn.Module
+
+    def __init__(self, params: Params, encoder: Encoder, ctx: MethodContext):
+        super().__init__(params, encoder, ctx)
+        self.views = SimCLRViews(ctx.augment) if ctx.spec.kind == "image" else TemporalPairViews()
+
+    def make_views(self, x: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
+        return self.views(x, generator)
+
+    def encode_pair(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(encoder features, projections) of views 1 and 2 stacked: [2n, d] and [2n, p]."""
+        features = self.encoder(torch.cat(views[:2]))
+        return features, self.projector(features)
