@@ -6,8 +6,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from selfsup.cli import main
+from selfsup.config.loading import load_run_config
+from selfsup.data import build_data
+from selfsup.engine.build import build_method
+from selfsup.engine.checkpoint import load_checkpoint_file
+from selfsup.engine.evaluate import load_trained_method
 from selfsup.data.adult import MEMBER
 from selfsup.eval.retrieval import chance_mrr_and_hits
 
@@ -49,6 +55,18 @@ def test_rotcolor_recipe_reports_every_context_metric(rotcolor_run):
     report = (run_dir / "report.md").read_text()
     assert "## Context length" in report and (run_dir / "plots" / "contexts.png").exists()
     assert "| mrr | rot |" in report
+
+
+def test_evaluation_reads_the_whole_trained_method(rotcolor_run):
+    run_dir, _ = rotcolor_run
+    cfg = load_run_config(run_dir)
+    method = build_method(cfg, build_data(cfg.data, int(cfg.seed)))
+    state = load_checkpoint_file(run_dir / "checkpoints" / "last.ckpt")["state_dict"]
+    assert not torch.equal(method.transformer.embed.weight, state["method.transformer.embed.weight"])
+    load_trained_method(method, run_dir)
+    assert not method.training
+    for name, value in method.state_dict().items():
+        assert torch.equal(value, state[f"method.{name}"]), name
 
 
 def write_adult_wheel(folder: Path, rows: int = 120) -> None:

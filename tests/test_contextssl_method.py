@@ -85,38 +85,43 @@ def test_sensitive_world_flips_the_attribute_and_reports_the_change():
         world_for({"fps": 30})
 
 
-def test_make_views_draws_environments_from_env_ratio():
+def test_make_views_applies_an_environment_drawn_from_env_ratio():
     method = build("contextssl", ROTCOLOR_INFO, IMAGE, env_ratio={"color": 1.0, "rot": 0.0}, **SMALL)
-    g = torch.Generator().manual_seed(0)
-    assert {method.make_views(digits(4), g).env for _ in range(5)} == {"color"}
+    first, second, action, target, keep = method.make_views(digits(4), torch.Generator().manual_seed(0))
+    assert first.shape == second.shape == (4, 3, 32, 32) and target.shape == (4, 4)
+    assert keep.tolist() == [0, 0, 1, 1]
+    assert (action[:, :2] == 0).all() and (action[:, 2:] != 0).all()
+    replay = torch.Generator().manual_seed(0)
+    p1, p2 = draw_view_params((4,), replay), draw_view_params((4,), replay)
+    torch.testing.assert_close(action[:, 2:], relative_action(p1, p2)[:, 2:])
     default = build("contextssl", ROTCOLOR_INFO, IMAGE, **SMALL)
     assert default.env_ratio == {"rot": 0.5, "color": 0.5}
+    envs = {tuple(default.make_views(digits(2), torch.Generator().manual_seed(s))[4].tolist()) for s in range(12)}
+    assert envs == {(1.0, 1.0, 0.0, 0.0), (0.0, 0.0, 1.0, 1.0)}
 
 
-def test_withheld_factors_do_not_reach_the_loss():
+def test_the_auxiliary_loss_covers_only_the_given_factors():
     method = build("contextssl", ROTCOLOR_INFO, IMAGE, **SMALL).eval()  # eval: no random context mask
     views = method.make_views(digits(8), torch.Generator().manual_seed(0))
     labels = torch.arange(8) % 3
 
-    def loss_with(env, action):
-        views.env, views.pairs.action = env, action
-        return method.loss(views, labels)["loss"].item()
+    def auxiliary(keep, target):
+        return method.loss([views[0], views[1], views[2], target, torch.tensor(keep)], labels)["auxiliary"].item()
 
-    action = views.pairs.action.clone()
-    noise = torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
-    new_rot, new_color = action.clone(), action.clone()
-    new_rot[:, :2] += noise[:, :2]
-    new_color[:, 2:] += noise[:, 2:]
-    assert loss_with("rot", new_color) == pytest.approx(loss_with("rot", action), abs=1e-6)
-    assert loss_with("rot", new_rot) != pytest.approx(loss_with("rot", action), abs=1e-4)
-    assert loss_with("color", new_rot) == pytest.approx(loss_with("color", action), abs=1e-6)
-    assert loss_with("none", noise) == pytest.approx(loss_with("none", action), abs=1e-6)
+    target = views[3]
+    moved_rot, moved_color = target.clone(), target.clone()
+    moved_rot[:, :2] += 1.0
+    moved_color[:, 2:] += 1.0
+    rot, color = [1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]
+    assert auxiliary(rot, moved_color) == pytest.approx(auxiliary(rot, target), abs=1e-6)
+    assert auxiliary(rot, moved_rot) > auxiliary(rot, target) + 0.1
+    assert auxiliary(color, moved_rot) == pytest.approx(auxiliary(color, target), abs=1e-6)
+    assert auxiliary([0.0] * 4, moved_rot) == 0.0
 
 
 def test_loss_reports_its_parts_and_trains_the_prediction_probe_off_the_books():
     method = build("contextssl", ROTCOLOR_INFO, IMAGE, aux_weight=5.0, **SMALL)
     views = method.make_views(digits(8), torch.Generator().manual_seed(0))
-    views.env = "rot"
     out = method.loss(views, torch.tensor([0, 1, 2, 3, -1, -1, 0, 1]))
     assert out["loss"].item() == pytest.approx(out["contrastive"].item() + 5 * out["auxiliary"].item(), abs=1e-5)
     assert out["features"].shape == (8, method.encoder.feature_dim)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.augment.worlds import Pairs, world_for
+from selfsup.augment.worlds import world_for
 from selfsup.eval import contextual as _contextual  # noqa: F401  (registers the contextssl and equivariance evaluations)
 from selfsup.losses.contextssl import ContextSSLLoss
 from selfsup.methods.base import Method, MethodContext, Params, register_method
@@ -59,12 +59,6 @@ class ContextSSLParams(Params):
     eval_contexts: List[int] = field(default_factory=lambda: [0, 2, 6, 14, 30, 126])
 
 
-@dataclass
-class ContextViews:
-    pairs: Pairs
-    env: str
-
-
 @register_method("contextssl")
 class ContextSSL(Method):
     """Encoder -> context transformer -> contrastive prediction + auxiliary loss."""
@@ -90,19 +84,27 @@ class ContextSSL(Method):
                                         gather_distributed=True)
         self.prediction_probe = nn.Linear(dim, ctx.num_classes) if ctx.num_classes > 0 else None
 
-    def make_views(self, x: torch.Tensor, generator: torch.Generator) -> ContextViews:
-        with torch.no_grad():
-            return ContextViews(self.world.pairs(x, generator), draw_environment(self.env_ratio, generator))
+    @torch.no_grad()
+    def make_views(self, x: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
+        """``[first, second, action, target, keep]``: the pairs' two views, their actions with the
+        step's environment applied, the second views' parameters, and ``keep`` [A] (1 on the
+        columns of the factors the environment gives). A plain list of tensors, so the engine's
+        per-tensor handling (device, memory format) applies to each."""
+        pairs = self.world.pairs(x, generator)
+        keep = self.world.factors.keep(draw_environment(self.env_ratio, generator), x.device)
+        return [pairs.first, pairs.second, pairs.action * keep, pairs.target, keep]
 
-    def loss(self, views: ContextViews, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        pairs, env, factors = views.pairs, views.env, self.world.factors
-        n = pairs.first.shape[0]
-        features = self.encoder(torch.cat([pairs.first, pairs.second]))
-        tokens = interleave_pairs(features[:n], features[n:], factors.mask(pairs.action, env))
+    def loss(self, views: list[torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        first, second, action, target, keep = views
+        columns = self.world.factors.columns
+        given = [name for name, (a, b) in columns.items() if bool(keep[a])]
+        n = first.shape[0]
+        features = self.encoder(torch.cat([first, second]))
+        tokens = interleave_pairs(features[:n], features[n:], action)
         predictions = unpack_sequences(self.transformer(pack_sequences(tokens, self.params.block_size)), 2 * n)
         estimates = self.aux_predictor(F.normalize(predictions, dim=1))
-        targets = pairs.target.repeat_interleave(2, dim=0)  # view 2's parameters for both tokens of a pair
-        out = self.criterion(predictions, estimates, targets, factors.columns, factors.factors(env))
+        targets = target.repeat_interleave(2, dim=0)  # view 2's parameters for both tokens of a pair
+        out = self.criterion(predictions, estimates, targets, columns, given)
         out.update(self.probe_predictions(predictions[0::2].detach(), labels))
         out["loss"] = out["loss"] + (out["pred_probe_loss"] - out["pred_probe_loss"].detach())
         return {**out, "features": features[:n], "embeddings": predictions[0::2]}
