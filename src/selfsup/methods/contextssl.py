@@ -97,10 +97,11 @@ class ContextSSL(Method):
     def loss(self, views: list[torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
         first, second, action, target, keep = views
         columns = self.world.factors.columns
-        given = [name for name, (a, b) in columns.items() if bool(keep[a])]
+        given = [name for name, (start, _) in columns.items() if bool(keep[start])]
         n = first.shape[0]
         features = self.encoder(torch.cat([first, second]))
         tokens = interleave_pairs(features[:n], features[n:], action)
+        # the random context mask draws from torch's global generator (seeded, and saved in checkpoints)
         predictions = unpack_sequences(self.transformer(pack_sequences(tokens, self.params.block_size)), 2 * n)
         estimates = self.aux_predictor(F.normalize(predictions, dim=1))
         targets = target.repeat_interleave(2, dim=0)  # view 2's parameters for both tokens of a pair
