@@ -19,6 +19,9 @@ class TwoViewMethod(Method):
 
     def __init__(self, params: Params, encoder: Encoder, ctx: MethodContext):
         super().__init__(params, encoder, ctx)
+        if ctx.spec.kind not in ("image", "clip", "signal"):
+            raise ValueError(f"{type(self).__name__} makes views of images, clips or signals, not of {ctx.spec.kind} "
+                             "data; for table rows use method.name=simclr-pairs (feature-corruption views)")
         self.views = SimCLRViews(ctx.augment) if ctx.spec.kind == "image" else TemporalPairViews()
 
     def make_views(self, x: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
