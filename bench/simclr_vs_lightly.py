@@ -53,7 +53,6 @@ def fake_images():
 
 # ---------------------------------------------------------------- selfsup
 def selfsup_module(precision: str):
-    from omegaconf import OmegaConf
 
     from selfsup.config import load_config
     from selfsup.data import ArrayDataset, DataSplits

@@ -49,7 +49,7 @@ def test_rotcolor_recipe_reports_every_context_metric(rotcolor_run):
             # a query with every action withheld ranks the same way for every target view: chance
         assert results[f"ctx{c}.none.mrr"] == pytest.approx(chance_mrr_and_hits(20)["mrr"], abs=1e-9)
         # the representation of a query carries no action, so without context it ignores env
-        assert results[f"ctx0.rot.r2"] == results[f"ctx0.color.r2"] == results[f"ctx0.none.r2"]
+        assert results["ctx0.rot.r2"] == results["ctx0.color.r2"] == results["ctx0.none.r2"]
     for key in ("features.r2", "features.r2_rot", "features.r2_color", "features.linear.top1", "knn.top1"):
         assert key in results
     report = (run_dir / "report.md").read_text()

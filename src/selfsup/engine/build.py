@@ -7,7 +7,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from selfsup.config.loading import ConfigError, closest_keys_message
-from selfsup.data import DataSplits, build_data, make_loader
+from selfsup.data import DataSplits, make_loader
 from selfsup.methods import Method, MethodContext, method_config_with_defaults, resolve_method_params
 from selfsup.models import InputSpec, build_encoder
 

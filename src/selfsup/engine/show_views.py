@@ -14,6 +14,7 @@ from selfsup.data import build_data  # noqa: E402
 from selfsup.data.splits import stratified_indices  # noqa: E402
 from selfsup.engine.build import build_method, resolve_config  # noqa: E402
 from selfsup.engine.module import inputs_to_float  # noqa: E402
+from selfsup.eval.plots import save_figure  # noqa: E402
 
 
 def as_picture(image: torch.Tensor):
@@ -46,8 +47,4 @@ def save_view_grid(cfg: DictConfig, out: Path, samples: int = 8) -> Path:
             if r == 0:
                 ax.set_title("original" if c == 0 else f"view {c}", fontsize=8)
     fig.suptitle(f"{cfg.recipe}: {cfg.method.name} views of {cfg.data.name}", fontsize=9)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=120)

@@ -43,6 +43,7 @@ from selfsup.eval.context import EVALUATIONS, EvalContext
 from selfsup.eval.equivariance import RidgeProbe, pooled_r2
 from selfsup.eval.features import extract_features
 from selfsup.eval.linear import linear_probe_accuracy
+from selfsup.eval.plots import save_figure
 from selfsup.eval.report import REPORT_SECTIONS
 from selfsup.eval.retrieval import chance_mrr_and_hits, mrr_and_hits, true_ranks
 from selfsup.models.context_transformer import ContextCache, ContextTransformer, interleave_pairs
@@ -262,11 +263,8 @@ def context_curves(ctx: EvalContext, results: dict) -> str:
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
     path = ctx.run_dir / "plots" / "contexts.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     header = "| metric | env | " + " | ".join(f"c={c}" for c in lengths) + " |"
     lines = ["## Context length", "", f"![metrics against context length]({os.path.relpath(path, ctx.run_dir)})", "",
              header, "|---|---|" + "---|" * len(lengths)]

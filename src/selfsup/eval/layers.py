@@ -17,6 +17,7 @@ from torch import nn  # noqa: E402
 from selfsup.eval.context import EVALUATIONS, EvalContext  # noqa: E402
 from selfsup.eval.features import as_float_inputs, extract_features  # noqa: E402
 from selfsup.eval.linear import linear_probe_accuracy  # noqa: E402
+from selfsup.eval.plots import save_figure  # noqa: E402
 from selfsup.eval.report import REPORT_SECTIONS, fmt  # noqa: E402
 
 PLOT = "plots/layers.png"
@@ -66,11 +67,7 @@ def plot_layers(accuracy: dict[str, float], title: str, path: Path) -> Path:
     ax.set_ylabel("linear probe top-1")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 @EVALUATIONS.register("layers")

@@ -12,6 +12,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
+def save_figure(fig, path: Path, dpi: int = 110) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def read_metrics(path: Path) -> dict[str, list[tuple[float, float]]]:
     """metrics.csv (Lightning's CSV logger) -> metric -> [(step, value)], rows without it skipped."""
     if not path.exists():
@@ -38,11 +47,7 @@ def plot_curves(series: dict, keys: list[str], title: str, path: Path) -> Path |
         ax.set_title(key, fontsize=9)
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def embedding_map(features: torch.Tensor, labels: torch.Tensor, names: list[str], path: Path,
@@ -64,8 +69,4 @@ def embedding_map(features: torch.Tensor, labels: torch.Tensor, names: list[str]
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from selfsup.eval.context import EVALUATIONS, EvalContext, key_prefix  # noqa: E402
+from selfsup.eval.plots import save_figure  # noqa: E402
 from selfsup.eval.report import REPORT_SECTIONS, fmt  # noqa: E402
 
 ALPHAS = np.logspace(-3, 5, 17)
@@ -95,11 +96,7 @@ def embedding_by_target(features: torch.Tensor, target: torch.Tensor, label: str
     ax2.set_ylabel(f"{label} (rows ordered)")
     ax2.set_title("features ordered by target (centred, scaled per feature)", fontsize=9)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def report_section(ctx: EvalContext, results: dict) -> str:

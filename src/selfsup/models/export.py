@@ -6,7 +6,6 @@ import json
 import os
 from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf
 from safetensors import safe_open
 from safetensors.torch import save_file
