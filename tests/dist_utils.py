@@ -39,3 +39,13 @@ def run_distributed(fn: Callable[..., Any], *args: Any, world_size: int = 2) -> 
 
 def ddp_grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def assert_matches_one_process(results: list[dict], loss: torch.Tensor, model: torch.nn.Module, atol: float) -> None:
+    """The processes' mean loss equals the one-process ``loss`` and every process's (DDP-averaged)
+    gradients equal the one-process gradients held in ``model``."""
+    mean_loss = sum(r["loss"] for r in results) / len(results)
+    assert abs(mean_loss.item() - loss.item()) <= atol, (mean_loss.item(), loss.item())
+    for name, p in model.named_parameters():
+        for r in results:
+            torch.testing.assert_close(r["grads"][name], p.grad, atol=atol, rtol=0)

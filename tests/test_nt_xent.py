@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from selfsup.losses import NTXentLoss, nt_xent
-from dist_utils import ddp_grads, run_distributed
+from dist_utils import assert_matches_one_process, ddp_grads, run_distributed
 
 
 def slow_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> float:
@@ -75,8 +75,4 @@ def test_two_processes_equal_one_process_with_the_whole_batch():
     loss = nt_xent(model(x1), model(x2), temperature=0.3)
     loss.backward()
     results = run_distributed(_two_process_step, x1, x2)
-    mean_loss = sum(r["loss"] for r in results) / len(results)
-    assert mean_loss.item() == pytest.approx(loss.item(), abs=1e-6)
-    for name, p in model.named_parameters():
-        for r in results:
-            torch.testing.assert_close(r["grads"][name], p.grad, atol=1e-6, rtol=0)
+    assert_matches_one_process(results, loss, model, atol=1e-6)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from selfsup.losses import TripletLoss, triplet_loss
-from dist_utils import ddp_grads, run_distributed
+from dist_utils import assert_matches_one_process, ddp_grads, run_distributed
 
 
 def slow_triplet(e: torch.Tensor, y: torch.Tensor, margin: float, mining: str) -> float:
@@ -127,8 +127,4 @@ def test_two_processes_equal_one_process_with_the_whole_batch():
         model = _encoder()
         loss = triplet_loss(model(x), y, margin=0.3, mining=mining)
         loss.backward()
-        mean_loss = sum(r[mining]["loss"] for r in results) / len(results)
-        assert mean_loss.item() == pytest.approx(loss.item(), abs=1e-6)
-        for name, p in model.named_parameters():
-            for r in results:
-                torch.testing.assert_close(r[mining]["grads"][name], p.grad, atol=1e-6, rtol=0)
+        assert_matches_one_process([r[mining] for r in results], loss, model, atol=1e-6)
