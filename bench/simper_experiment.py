@@ -51,6 +51,7 @@ SIMCLR = {"name": "simclr", "temperature": 0.5, "proj_hidden_dim": 256, "proj_di
 TINY = ["data.limit=40", "trainer.max_steps=3", "eval.limit=60", "eval.map_points=0", "data.batch_size=4",
         "model.width=4"]
 METRICS = ("mae", "mape", "r2")
+RECORD = "bench_record.json"  # a finished run's metrics and wall time
 
 
 def ssl_arm(recipe: str, method: dict | None, seed: int, out: Path, extra: list[str]) -> dict:
@@ -127,7 +128,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="SimPer vs SimCLR vs supervised on periodic targets")
     parser.add_argument("--datasets", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--out", default="bench/results/simper")
+    parser.add_argument("--out", default="bench/results/simper", help="runs already finished there are reused")
     parser.add_argument("--tiny", action="store_true", help="a few steps on a few samples: checks the script only")
     args = parser.parse_args()
     out = Path(args.out)
@@ -139,14 +140,19 @@ def main() -> None:
         for seed in args.seeds:
             for arm in ("simper", "simclr", "supervised"):
                 run_dir = out / "runs" / f"{dataset}-{arm}-{seed}"
-                if run_dir.exists():
-                    shutil.rmtree(run_dir)
-                start = time.perf_counter()
-                if arm == "supervised":
-                    record = supervised_arm(recipe, seed, run_dir, extra)
+                finished = run_dir / RECORD
+                if finished.exists() and not args.tiny:  # resumable: a finished run is read back
+                    record = json.loads(finished.read_text())
                 else:
-                    record = ssl_arm(recipe, SIMCLR if arm == "simclr" else None, seed, run_dir, extra)
-                record["seconds"] = time.perf_counter() - start
+                    if run_dir.exists():
+                        shutil.rmtree(run_dir)
+                    start = time.perf_counter()
+                    if arm == "supervised":
+                        record = supervised_arm(recipe, seed, run_dir, extra)
+                    else:
+                        record = ssl_arm(recipe, SIMCLR if arm == "simclr" else None, seed, run_dir, extra)
+                    record["seconds"] = time.perf_counter() - start
+                    finished.write_text(json.dumps(record, indent=1))
                 print(f"{dataset} {arm} seed {seed}: {record['seconds']:.0f} s, "
                       + ", ".join(f"{k}={record['results'][f'regression.{k}']:.3f}" for k in METRICS), flush=True)
                 arms[arm].append(record)

@@ -6,8 +6,8 @@ from selfsup.augment.patches import NEIGHBOUR_OFFSETS, crop_patches, standardize
 from selfsup.augment.permutations import max_hamming_permutations
 from selfsup.config.schema import AugmentConfig, ModelConfig
 from selfsup.methods import MethodContext, resolve_method_params
-from selfsup.methods.pretext import PatchGridEncoder
-from selfsup.models import InputSpec, build_encoder
+from selfsup.models import InputSpec, build_encoder, export_encoder, load_encoder
+from selfsup.models.patch_grid import PatchGridEncoder
 
 
 def build(name, shape=(1, 28, 28), augment=None, **params):
@@ -72,6 +72,18 @@ def test_patch_encoder_is_the_mean_of_its_standardised_grid_patches():
     torch.testing.assert_close(pooled_last, expected)
     plain = build_encoder(ModelConfig(width=8), InputSpec(1, (1, 28, 28)), [0.5], [0.25])
     assert encoder.state_dict().keys() == plain.state_dict().keys()  # checkpoints and exports load either way
+
+
+def test_exported_patch_encoder_loads_back_with_its_grid(tmp_path):
+    """`selfsup embed` and `load_encoder` give a patch-trained run the features its eval uses."""
+    method = build("relative-patch", patch_size=6, gap=2)
+    encoder = method.encoder.eval()
+    export_encoder(encoder, ModelConfig(width=8), InputSpec(1, (1, 28, 28)), tmp_path / "encoder.safetensors")
+    loaded = load_encoder(tmp_path)
+    assert isinstance(loaded, PatchGridEncoder) and (loaded.grid.patch, loaded.grid.gap, loaded.grid.jitter) == (6, 2, 0)
+    x = torch.rand(4, 1, 28, 28)
+    torch.testing.assert_close(loaded(x), encoder(x))
+    assert not torch.allclose(loaded(x), loaded.backbone(x), atol=1e-3)  # not the whole-image backbone features
 
 
 def test_jigsaw_keeps_its_permutation_set_in_the_state_dict():

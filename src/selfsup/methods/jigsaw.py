@@ -10,8 +10,8 @@ import torch
 from selfsup.augment.patches import jigsaw_tiles, noroozi_grid
 from selfsup.augment.permutations import max_hamming_permutations
 from selfsup.methods.base import Method, MethodContext, Params, register_method
-from selfsup.methods.pretext import PatchGridEncoder, classification, grid_for, pretext_head
-from selfsup.models import Encoder
+from selfsup.methods.pretext import classification, grid_for, pretext_head
+from selfsup.models import Encoder, PatchGridEncoder
 
 
 @dataclass

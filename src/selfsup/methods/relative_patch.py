@@ -9,8 +9,8 @@ import torch
 
 from selfsup.augment.patches import NEIGHBOUR_OFFSETS, doersch_grid, relative_patch_pairs
 from selfsup.methods.base import Method, MethodContext, Params, register_method
-from selfsup.methods.pretext import PatchGridEncoder, classification, grid_for, pretext_head
-from selfsup.models import Encoder
+from selfsup.methods.pretext import classification, grid_for, pretext_head
+from selfsup.models import Encoder, PatchGridEncoder
 
 
 @dataclass

@@ -11,14 +11,17 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from selfsup.config.schema import ModelConfig
+from selfsup.augment.patches import PatchGrid
 from selfsup.models.encoders import Encoder, InputSpec, build_encoder
+from selfsup.models.patch_grid import PatchGridEncoder
 
 ENCODER_FILE = "encoder.safetensors"
 
 
 def export_encoder(encoder: Encoder, model_cfg, spec: InputSpec, path: str | Path) -> Path:
     """Write the encoder (normalisation included) to ``path`` atomically; the architecture goes
-    in the file's metadata, so :func:`load_encoder` needs nothing else."""
+    in the file's metadata, so :func:`load_encoder` needs nothing else (for a
+    :class:`PatchGridEncoder`, its patch grid too)."""
     path = Path(path)
     meta = {
         "model": OmegaConf.to_container(OmegaConf.structured(model_cfg)) if not isinstance(model_cfg, dict) else model_cfg,
@@ -26,6 +29,8 @@ def export_encoder(encoder: Encoder, model_cfg, spec: InputSpec, path: str | Pat
         "mean": encoder.mean.flatten().tolist(),
         "std": encoder.std.flatten().tolist(),
     }
+    if isinstance(encoder, PatchGridEncoder):
+        meta["patch_grid"] = {"patch": encoder.grid.patch, "gap": encoder.grid.gap}
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(state, str(tmp), metadata={"selfsup": json.dumps(meta)})
@@ -51,4 +56,6 @@ def load_encoder(path: str | Path, map_location: str = "cpu") -> Encoder:
     model_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), meta["model"]))
     encoder = build_encoder(model_cfg, spec, meta["mean"], meta["std"])
     encoder.load_state_dict(state)
+    if "patch_grid" in meta:  # trained on patches: whole-image features average the grid's patches
+        encoder = PatchGridEncoder(encoder, PatchGrid(meta["patch_grid"]["patch"], meta["patch_grid"]["gap"], jitter=0))
     return encoder.eval()
