@@ -202,6 +202,8 @@ def test_show_views_recipes_and_datasets(tmp_path):
     out = tmp_path / "views.png"
     selfsup("show-views", "data.name=digits", "--out", out, "--samples", "4")
     assert out.stat().st_size > 1000
+    selfsup("show-views", "rotnet-fashion-mnist", "data.name=digits", "--out", tmp_path / "rotations.png", "--samples", "2")
+    assert (tmp_path / "rotations.png").stat().st_size > 1000
     recipes = selfsup("recipes").stdout.splitlines()
     assert recipes[0].split("\t")[0] and any(line.startswith("simclr-fashion-mnist\t") for line in recipes)
     datasets = [line.split("\t")[0] for line in selfsup("datasets").stdout.splitlines()]

@@ -114,3 +114,30 @@ def test_bad_settings_are_named():
         build("relative-patch", pairs_per_image=9)
     with pytest.raises(ValueError, match="augment.num_views"):
         build("exemplar", augment=AugmentConfig(num_views=1))
+
+
+def test_view_columns_show_what_each_pretext_task_trains_on():
+    x = torch.rand(3, 1, 28, 28)
+    g = torch.Generator().manual_seed(0)
+    rotnet = build("rotnet")
+    columns = rotnet.view_columns(x, rotnet.make_views(x, g))
+    assert [c.title.split()[0] for c in columns] == ["0", "90", "180", "270"]
+    torch.testing.assert_close(columns[1].images, torch.rot90(columns[0].images, 1, dims=(2, 3)))
+
+    patch = build("relative-patch", pairs_per_image=4)
+    views = patch.make_views(x, g)
+    centre, neighbour = patch.view_columns(x, views)
+    assert centre.images.shape == (3, 1, 6, 6) and torch.equal(neighbour.images, views[1][::4])
+    assert neighbour.captions == [f"class {int(p)} {NEIGHBOUR_OFFSETS[int(p)]}" for p in views[2][::4]]
+
+    jigsaw = build("jigsaw", num_permutations=4)
+    tiles, index = jigsaw.make_views(x, g)
+    columns = jigsaw.view_columns(x, (tiles, index))
+    assert len(columns) == 9 and torch.equal(columns[4].images, tiles[:, 4])
+    assert columns[0].captions == [f"permutation {int(k)}" for k in index] and columns[1].captions is None
+
+
+def test_methods_whose_views_are_not_images_are_refused_by_show_views():
+    method = build("rotnet")
+    with pytest.raises(ValueError, match="show-views cannot draw"):
+        super(type(method), method).view_columns(torch.rand(2, 1, 28, 28), (torch.rand(8, 1, 28, 28), torch.zeros(8)))

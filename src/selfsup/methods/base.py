@@ -34,6 +34,16 @@ class MethodContext:
 
 
 @dataclass
+class ViewColumn:
+    """One column of ``selfsup show-views``: a title, pictures [N, C, h, w] (one per row; any
+    value range) and optionally a caption per row."""
+
+    title: str
+    images: torch.Tensor
+    captions: list[str] | None = None
+
+
+@dataclass
 class Params:
     """Hyper-parameters every method has (subclasses add their own)."""
 
@@ -59,6 +69,15 @@ class Method(nn.Module):
 
     def loss(self, views: Any, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def view_columns(self, x: torch.Tensor, views: Any) -> list[ViewColumn]:
+        """``make_views(x)`` as columns of pictures for ``selfsup show-views``, one row per
+        image of ``x``. By default every view is a batch of images shaped like ``x``."""
+        if not isinstance(views, (list, tuple)) or not all(
+                isinstance(v, torch.Tensor) and v.shape == x.shape for v in views):
+            raise ValueError(f"show-views cannot draw the views of {type(self).__name__}: "
+                             "they are not images of the input's shape")
+        return [ViewColumn(f"view {i + 1}", v) for i, v in enumerate(views)]
 
     def after_optimizer_step(self, progress: float) -> None:
         """Called after every optimiser step; ``progress`` in [0, 1] is the fraction of training

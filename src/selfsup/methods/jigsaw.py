@@ -9,7 +9,7 @@ import torch
 
 from selfsup.augment.patches import jigsaw_tiles, noroozi_grid
 from selfsup.augment.permutations import max_hamming_permutations
-from selfsup.methods.base import Method, MethodContext, Params, register_method
+from selfsup.methods.base import Method, MethodContext, Params, ViewColumn, register_method
 from selfsup.methods.pretext import classification, grid_for, pretext_head
 from selfsup.models import Encoder, PatchGridEncoder
 
@@ -48,6 +48,13 @@ class Jigsaw(Method):
     @torch.no_grad()
     def make_views(self, x: torch.Tensor, generator: torch.Generator):
         return jigsaw_tiles(x, generator, self.grid, self.permutations, grayscale_prob=self.params.grayscale_prob)
+
+    def view_columns(self, x: torch.Tensor, views) -> list[ViewColumn]:
+        """The 9 tiles in the order the network sees them; the row's caption is the class (the
+        permutation's index in the set)."""
+        tiles, permutation_index = views
+        captions = [f"permutation {int(k)}" for k in permutation_index]
+        return [ViewColumn(f"slot {i}", tiles[:, i], captions if i == 0 else None) for i in range(tiles.shape[1])]
 
     def loss(self, views, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         tiles, permutation_index = views

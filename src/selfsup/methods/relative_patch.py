@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 
 from selfsup.augment.patches import NEIGHBOUR_OFFSETS, doersch_grid, relative_patch_pairs
-from selfsup.methods.base import Method, MethodContext, Params, register_method
+from selfsup.methods.base import Method, MethodContext, Params, ViewColumn, register_method
 from selfsup.methods.pretext import classification, grid_for, pretext_head
 from selfsup.models import Encoder, PatchGridEncoder
 
@@ -51,6 +51,13 @@ class RelativePatch(Method):
             positions = order[:, :k].flatten()
             x = x.repeat_interleave(k, dim=0)
         return relative_patch_pairs(x, generator, self.grid, positions, drop_colour=self.params.drop_colour)
+
+    def view_columns(self, x: torch.Tensor, views) -> list[ViewColumn]:
+        """Each image's first pair: the centre patch and the neighbour, captioned with its
+        position class and its (row, column) offset from the centre."""
+        centre, neighbour, positions = (v[:: self.params.pairs_per_image] for v in views)
+        captions = [f"class {int(p)} {NEIGHBOUR_OFFSETS[int(p)]}" for p in positions]
+        return [ViewColumn("centre", centre), ViewColumn("neighbour", neighbour, captions)]
 
     def loss(self, views, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         centre, neighbour, positions = views

@@ -9,7 +9,7 @@ import torch
 
 from selfsup.augment import ops
 from selfsup.augment.rotation import ROTATION_DEGREES, rotation_batch
-from selfsup.methods.base import Method, MethodContext, Params, register_method
+from selfsup.methods.base import Method, MethodContext, Params, ViewColumn, register_method
 from selfsup.methods.pretext import classification, pretext_head
 from selfsup.models import Encoder
 
@@ -42,6 +42,10 @@ class RotNet(Method):
         p = self.params
         x = ops.random_resized_crop(x, generator, tuple(p.crop_scale), (1.0, 1.0), p.hflip_prob)
         return rotation_batch(x)
+
+    def view_columns(self, x: torch.Tensor, views: tuple[torch.Tensor, torch.Tensor]) -> list[ViewColumn]:
+        images = views[0].view(len(ROTATION_DEGREES), x.shape[0], *views[0].shape[1:])  # rotation-major
+        return [ViewColumn(f"{degrees} deg (class {k})", images[k]) for k, degrees in enumerate(ROTATION_DEGREES)]
 
     def loss(self, views: tuple[torch.Tensor, torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
         images, rotations = views
