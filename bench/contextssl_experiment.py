@@ -143,11 +143,12 @@ def main() -> None:
             if method is not None:
                 extra = [o for o in extra if not o.startswith("method.")]
             run_dir = ns.out / f"{arm}-seed{seed}"
-            if (run_dir / "eval.json").exists():  # resumable: finished runs are read back
-                result = {"results": json.loads((run_dir / "eval.json").read_text()), "train_s": float("nan"),
-                          "eval_s": float("nan"), "run_dir": str(run_dir)}
+            finished = run_dir / "bench_record.json"
+            if finished.exists():  # resumable: finished runs are read back
+                result = json.loads(finished.read_text())
             else:
                 result = run_arm(method, seed, run_dir, extra)
+                finished.write_text(json.dumps(result, indent=1))
             arms[arm].append({**result, "seed": seed})
             print(f"{arm} seed {seed}: train {result['train_s']:.0f} s, eval {result['eval_s']:.0f} s", flush=True)
     (ns.out / "results.json").write_text(json.dumps(arms, indent=2) + "\n")
