@@ -130,6 +130,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--out", type=Path, default=Path("bench/results/contextssl"))
     parser.add_argument("--tiny", action="store_true", help="a smoke test: tiny data, model and budget")
+    parser.add_argument("--arms", nargs="+", default=["contextssl", "simclr"], choices=["contextssl", "simclr"],
+                        help="which arms to run (an ablation of a ContextSSL setting needs only that arm)")
     parser.add_argument("--threads", type=int, help="torch threads (1 is fastest on a busy small CPU)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for both arms (e.g. trainer.max_epochs=30)")
     ns = parser.parse_args()
@@ -139,6 +141,8 @@ def main() -> None:
     arms: dict[str, list[dict]] = {"contextssl": [], "simclr": []}
     for seed in ns.seeds:
         for arm, method in (("contextssl", None), ("simclr", SIMCLR)):
+            if arm not in ns.arms:
+                continue
             extra = (TINY + (TINY_CONTEXT if method is None else []) if ns.tiny else []) + list(ns.overrides)
             if method is not None:
                 extra = [o for o in extra if not o.startswith("method.")]
