@@ -130,9 +130,10 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out", default="bench/results/simper", help="runs already finished there are reused")
     parser.add_argument("--tiny", action="store_true", help="a few steps on a few samples: checks the script only")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides for every arm (e.g. trainer.max_epochs=200)")
     args = parser.parse_args()
     out = Path(args.out)
-    extra = TINY if args.tiny else []
+    extra = (TINY if args.tiny else []) + list(args.overrides)
     rows, raw = [], {}
     for dataset in args.datasets:
         recipe = RECIPES[dataset]
@@ -169,7 +170,8 @@ def main() -> None:
             minutes = statistics.mean(r["seconds"] for r in records) / 60
             rows.append(f"| {dataset} | {arm} | {' | '.join(cells)} | {minutes:.1f} |")
     table = ["| dataset | arm | MAE | MAPE % | R² | minutes / run |", "|---|---|---|---|---|---|", *rows]
-    text = "\n".join([f"Seeds {args.seeds}{' (tiny budget: checks the script only)' if args.tiny else ''}.", "",
+    settings = f"Seeds {args.seeds}" + (f", overrides {' '.join(args.overrides)}" if args.overrides else "")
+    text = "\n".join([f"{settings}{' (tiny budget: checks the script only)' if args.tiny else ''}.", "",
                       *table]) + "\n"
     (out / "results.md").write_text(text)
     (out / "results.json").write_text(json.dumps(raw, indent=1, default=str))
