@@ -113,7 +113,7 @@ def report_section(ctx: EvalContext, results: dict) -> str:
     if len(ctx.test) >= 3:
         f = ctx.features("trained")
         path = embedding_by_target(f.test_x, ctx.test.targets[name], name, ctx.run_dir / "plots" / f"embedding_{name}.png",
-                                   f"{ctx.cfg.recipe}: test embeddings by {name}")
+                                   f"{ctx.cfg.recipe} (method {ctx.cfg.method.name}): test embeddings by {name}")
         lines += ["", f"![test embeddings by {name}]({os.path.relpath(path, ctx.run_dir)})"]
     return "\n".join(lines)
 
