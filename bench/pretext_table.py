@@ -51,6 +51,9 @@ def main() -> None:
         train_s = sum(r["train_seconds"] for r in runs) / len(runs)
         eval_s = sum(r["eval_seconds"] for r in runs) / len(runs)
         lines.append(f"| {recipe} | " + " | ".join(cells) + f" | {train_s:.0f} | {eval_s:.0f} | {len(runs)} |")
+        if f"random_init.{COLUMNS[0][1]}" in runs[0]:  # the same architecture (patch tasks: patch-averaged), untrained
+            cells = [mean_std([r[f"random_init.{key}"] for r in runs]) for _, key in COLUMNS]
+            lines.append(f"| {recipe}, random-init encoder | " + " | ".join(cells) + " | - | - | " + f"{len(runs)} |")
     baseline = rows[next(iter(rows))][0]
     if "raw_pixels.knn.top1" in baseline:
         lines.append("| raw pixels | " + " | ".join(mean_std([baseline.get("raw_pixels." + key, float("nan"))])
