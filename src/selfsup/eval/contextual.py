@@ -65,14 +65,17 @@ def features_of(encoder, inputs: torch.Tensor, ctx: EvalContext) -> torch.Tensor
 
 def context_representation(transformer: ContextTransformer, factors: ActionFactors, cache: ContextCache,
                            env: str) -> Represent:
-    """Queries [f || action masked by env] read after the cached context, normalised."""
+    """Queries [f || action masked by env] read after the cached context, normalised. Identical
+    queries (e.g. one view under every action when env withholds them all) are read once, so they
+    get bit-identical representations wherever they sit in the batch."""
     device = next(transformer.parameters()).device
 
     @torch.no_grad()
     def represent(features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        tokens = torch.cat([features, factors.mask(actions, env)], dim=1).to(device)
-        out = [transformer.query(chunk, cache) for chunk in tokens.split(QUERY_CHUNK)]
-        return F.normalize(torch.cat(out), dim=1).cpu()
+        tokens, where = torch.unique(torch.cat([features, factors.mask(actions, env)], dim=1), dim=0,
+                                     return_inverse=True)
+        out = [transformer.query(chunk.to(device), cache) for chunk in tokens.split(QUERY_CHUNK)]
+        return F.normalize(torch.cat(out), dim=1).cpu()[where]
 
     return represent
 
@@ -151,7 +154,8 @@ def rotcolor_metrics(represent: Represent, bank: RecordedObjects, test: Recorded
         obj = torch.arange(n).repeat_interleave(views)
         j = torch.arange(views).repeat(n)
         queries = represent(test.features[obj, 0], test.action(obj, torch.zeros_like(j), j)).view(n, views, -1)
-        scores = torch.einsum("nqd,ncd->nqc", queries, r_test)
+        # float64: near-collinear candidates would tie at float32 resolution, and ties count against the truth
+        scores = torch.einsum("nqd,ncd->nqc", queries.double(), r_test.double())
         out.update(mrr_and_hits(true_ranks(scores.flatten(0, 1), j)))
     return out
 
