@@ -12,7 +12,9 @@ probes' training pairs and the context pairs) and 500 held-out objects: R^2 of t
 rotation and colour change from pairs of representations, MRR / Hit@k of retrieving the view an
 action leads to among an object's 20 views, and linear top-1 of the digit. ContextSSL is read at
 context lengths 0, 2, 6, 14, 30 in each environment (rot, color, none); SimCLR, which has no
-context, on its encoder features. Mean +- std over the seeds; chance levels beside them (R^2 0;
+context, on its encoder features; the untrained encoder (the ContextSSL runs' own initialisation)
+on its features shows what the architecture encodes before training. Mean +- std over the seeds;
+chance levels beside them (R^2 0;
 MRR H_20/20 = 0.180, Hit@1 0.05, Hit@5 0.25; top-1 0.1).
 
 The paper's finding (3DIEBench, Fig. 3 and Table 1) to check at small scale: under rotation
@@ -90,8 +92,10 @@ def tables(arms: dict[str, list[dict]]) -> str:
     ctx_runs, simclr_runs = arms["contextssl"], arms["simclr"]
     lines = ["| model | context | env | " + " | ".join(METRICS) + " |", "|---|---|---|" + "---|" * len(METRICS)]
     lines.append("| chance | - | - | " + " | ".join(f"{CHANCE[m]:.3f}" for m in METRICS) + " |")
-    for name, runs in (("SimCLR (pairs)", simclr_runs), ("ContextSSL encoder", ctx_runs)):
-        lines.append(f"| {name} | features | - | " + " | ".join(mean_std(collect(runs, f"features.{m}")) for m in METRICS) + " |")
+    for name, runs, prefix in (("random-init encoder", ctx_runs, "random_init.features."),
+                               ("SimCLR (pairs)", simclr_runs, "features."),
+                               ("ContextSSL encoder", ctx_runs, "features.")):
+        lines.append(f"| {name} | features | - | " + " | ".join(mean_std(collect(runs, prefix + m)) for m in METRICS) + " |")
     for c in contexts_of(ctx_runs):
         for env in ENVS:
             cells = [mean_std(collect(ctx_runs, f"ctx{c}.{env}.{m}")) for m in METRICS]
@@ -148,8 +152,9 @@ def main() -> None:
                 extra = [o for o in extra if not o.startswith("method.")]
             run_dir = ns.out / f"{arm}-seed{seed}"
             finished = run_dir / "bench_record.json"
-            if finished.exists():  # resumable: finished runs are read back
-                result = json.loads(finished.read_text())
+            if finished.exists():  # resumable: finished runs are read back, with their latest evaluation
+                result = {**json.loads(finished.read_text()),
+                          "results": json.loads((run_dir / "eval.json").read_text())}
             else:
                 result = run_arm(method, seed, run_dir, extra)
                 finished.write_text(json.dumps(result, indent=1))

@@ -99,6 +99,11 @@ def test_adult_recipe_reports_income_and_sex_under_each_context(tmp_path):
 def test_invariant_baseline_trains_on_the_same_pairs(tmp_path):
     results = run("train", "data.name=rotcolor-mnist", "method.name=simclr-pairs", "method.proj_hidden_dim=16",
                   "method.proj_dim=8", "data.limit=64", "data.batch_size=32", "eval.limit=20", *TINY,
-                  f"run.dir={tmp_path / 'run'}")
-    assert {"features.r2", "features.r2_rot", "features.r2_color", "features.linear.top1"} <= set(results)
+                  "eval.baselines=true", f"run.dir={tmp_path / 'run'}")
+    keys = ("r2", "r2_rot", "r2_color", "linear.top1")
+    assert {f"features.{k}" for k in keys} <= set(results)
     assert not any(k.startswith("ctx") for k in results)
+    # the untrained encoder of the same architecture, scored by the same probes
+    for k in keys:
+        assert math.isfinite(results[f"random_init.features.{k}"]) and results[f"random_init.features.{k}"] <= 1
+    assert any(results[f"random_init.features.{k}"] != results[f"features.{k}"] for k in keys)

@@ -17,7 +17,9 @@ adult (each held-out row):
 - ``ctx<c>.<env>.linear.top1`` (income) and ``ctx<c>.<env>.sex.top1`` (the sensitive attribute).
 
 Baselines on the encoder's features f with no context (``features.*``): the same R^2 probes on
-[f(x) || f(x+)], the class and attribute probes on f. These are also the whole of the
+[f(x) || f(x+)], the class and attribute probes on f; ``random_init.features.*`` the same for the
+untrained encoder of the same architecture (with ``eval.baselines``), which shows what an
+architecture encodes of each factor before any training. These are also the whole of the
 ``equivariance`` evaluation, for any encoder (e.g. the invariant SimCLR baseline).
 
 Deviations from the original (documented): the probes are closed-form ridge regressions
@@ -78,6 +80,15 @@ def context_representation(transformer: ContextTransformer, factors: ActionFacto
         return F.normalize(torch.cat(out), dim=1).cpu()[where]
 
     return represent
+
+
+FEATURES = {"random_init": "random_init.features.", "trained": "features."}  # key prefix of each encoder's features
+
+
+def baseline_encoders(ctx: EvalContext) -> list[str]:
+    """The encoders whose plain features are scored: the random-init one (when baselines are on),
+    then the trained one."""
+    return [name for name in FEATURES if name in ctx.encoders]
 
 
 def features_only(features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -163,10 +174,12 @@ def rotcolor_metrics(represent: Represent, bank: RecordedObjects, test: Recorded
 def rotcolor_evaluation(ctx: EvalContext, world: RotColorWorld, transformer: ContextTransformer | None,
                         contexts: list[int]) -> dict[str, float]:
     seed = int(ctx.cfg.seed)
-    encoder = ctx.encoders["trained"]
-    bank, test = RecordedObjects.encode(encoder, ctx.bank, ctx), RecordedObjects.encode(encoder, ctx.test, ctx)
-    results = {f"features.{k}": v for k, v in
-               rotcolor_metrics(features_only, bank, test, world.factors, seed, retrieval=False).items()}
+    results = {}
+    for name in baseline_encoders(ctx):  # the trained encoder last: its features feed the context below
+        encoder = ctx.encoders[name]
+        bank, test = RecordedObjects.encode(encoder, ctx.bank, ctx), RecordedObjects.encode(encoder, ctx.test, ctx)
+        results.update({f"{FEATURES[name]}{k}": v for k, v in
+                        rotcolor_metrics(features_only, bank, test, world.factors, seed, retrieval=False).items()})
     if transformer is None:
         return results
     obj, i, j = bank.pairs(1, seed + 2)
@@ -186,16 +199,18 @@ def rotcolor_evaluation(ctx: EvalContext, world: RotColorWorld, transformer: Con
 def sensitive_evaluation(ctx: EvalContext, world, transformer: ContextTransformer | None,
                          contexts: list[int]) -> dict[str, float]:
     seed, attribute = int(ctx.cfg.seed), world.attribute
-    encoder = ctx.encoders["trained"]
     x_bank, x_test = (d.load(torch.arange(len(d))) for d in (ctx.bank, ctx.test))
-    f_bank, f_test = features_of(encoder, x_bank, ctx), features_of(encoder, x_test, ctx)
     y = {"linear": (ctx.bank.labels, ctx.test.labels),
          attribute: (ctx.bank.targets[attribute].long(), ctx.test.targets[attribute].long())}
 
     def probes(r_bank: torch.Tensor, r_test: torch.Tensor) -> dict[str, float]:
         return {f"{name}.top1": linear_probe_accuracy(r_bank, a, r_test, b) for name, (a, b) in y.items()}
 
-    results = {f"features.{attribute}.top1": probes(f_bank, f_test)[f"{attribute}.top1"]}
+    results = {}
+    for name in baseline_encoders(ctx):  # the trained encoder last: its features feed the context below
+        encoder = ctx.encoders[name]
+        f_bank, f_test = features_of(encoder, x_bank, ctx), features_of(encoder, x_test, ctx)
+        results[f"{FEATURES[name]}{attribute}.top1"] = probes(f_bank, f_test)[f"{attribute}.top1"]
     if transformer is None:
         return results
     count = min(len(x_bank), max(contexts) // 2)
