@@ -119,6 +119,9 @@ def plot(arms: dict[str, list[dict]], path: Path) -> None:
         if collect(simclr_runs, f"features.{metric}"):
             ax.axhline(statistics.mean(collect(simclr_runs, f"features.{metric}")), ls="--", c="grey",
                        label="SimCLR (pairs), features")
+        if collect(ctx_runs, f"random_init.features.{metric}"):
+            ax.axhline(statistics.mean(collect(ctx_runs, f"random_init.features.{metric}")), ls="-.", c="tab:red",
+                       lw=1, label="random-init encoder, features")
         ax.axhline(CHANCE[metric], ls=":", c="k", lw=1, label="chance")
         ax.set_title(metric)
         ax.set_xlabel("context length (tokens)")
