@@ -91,3 +91,32 @@ def test_simclr_trains_on_clips_with_the_same_encoder(tmp_path):
                                                 "eval.map_points=0", f"run.dir={tmp_path / 'simclr'}"]))
     results = evaluate_run(train(cfg))
     assert {"regression.mae", "regression.r2", "linear.top1"} <= set(results)
+
+
+def test_per_layer_probes_regress_the_frequency_from_every_pooled_stage(clips_run):
+    from selfsup.engine.evaluate import evaluate_run
+    from selfsup.eval.regression import regression_probe
+
+    results = evaluate_run(clips_run, ["eval.baselines=false", "eval.map_points=0"], ["layers"])
+    stages = [k.split(".")[1] for k in results if k.startswith("layer.") and k.endswith(".regression.r2")]
+    assert stages[-1] == "series" and len(stages) >= 3
+    # the last stage again, a second way: the per-frame series averaged over time, by hand
+    from selfsup.config.loading import load_run_config
+    from selfsup.data import build_data
+    from selfsup.engine.evaluate import capped
+    from selfsup.eval.features import as_float_inputs
+
+    cfg = load_run_config(clips_run)
+    splits = build_data(cfg.data, int(cfg.seed))
+    encoder = load_encoder(clips_run).eval()
+    bank, test = capped(splits.train, cfg.eval.limit, int(cfg.seed)), capped(splits.test, cfg.eval.limit, int(cfg.seed) + 1)
+
+    def clip_mean(dataset):
+        with torch.no_grad():
+            return encoder.forward_stages(as_float_inputs(dataset.load(torch.arange(len(dataset)))))["series"].mean(
+                1, keepdim=True)
+
+    metrics, _ = regression_probe(clip_mean(bank), bank.targets["freq"], clip_mean(test), test.targets["freq"])
+    for k in ("mae", "mape", "r2"):
+        assert results[f"layer.series.regression.{k}"] == pytest.approx(metrics[k], rel=1e-4, abs=1e-6)
+    assert "regression MAE" in (clips_run / "report.md").read_text()

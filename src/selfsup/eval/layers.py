@@ -1,7 +1,14 @@
 """Per-layer probing: a linear probe on the globally pooled output of every stage of the
 encoder (Kolesnikov, Zhai, Beyer, "Revisiting Self-Supervised Visual Representation Learning",
 CVPR 2019, sec. 4.2: with skip connections the last layer stays best; without them quality
-falls in the later layers). eval.json: ``layer.<stage>.linear.top1``; plot: plots/layers.png."""
+falls in the later layers). eval.json: ``layer.<stage>.linear.top1``; plot: plots/layers.png.
+
+On a dataset with a continuous target (rotating-digits, ppg-heartpy, ...) every stage also gets
+the regression probe (:func:`selfsup.eval.regression.regression_probe`):
+``layer.<stage>.regression.{mae,mape,r2}``. For a temporal encoder the pooled stages average
+over time, so they test whether a feature carries the target without its time axis (the
+embedding a clip-level method would use), where the default regression feature is the
+per-frame series' spectrum."""
 from __future__ import annotations
 
 import os
@@ -18,6 +25,7 @@ from selfsup.eval.context import EVALUATIONS, EvalContext  # noqa: E402
 from selfsup.eval.features import as_float_inputs, extract_features  # noqa: E402
 from selfsup.eval.linear import linear_probe_accuracy  # noqa: E402
 from selfsup.eval.plots import save_figure  # noqa: E402
+from selfsup.eval.regression import regression_probe  # noqa: E402
 from selfsup.eval.report import REPORT_SECTIONS, fmt  # noqa: E402
 
 PLOT = "plots/layers.png"
@@ -80,7 +88,13 @@ def layers(ctx: EvalContext) -> dict:
     accuracy = {name: linear_probe_accuracy(train[name], train_y, test[name], test_y) for name in train}
     plot_layers(accuracy, f"{ctx.cfg.recipe}: {ctx.cfg.model.encoder}, per-layer linear probe",
                 ctx.run_dir / PLOT)
-    return {f"layer.{name}.linear.top1": value for name, value in accuracy.items()}
+    results = {f"layer.{name}.linear.top1": value for name, value in accuracy.items()}
+    target = ctx.splits.info.get("target")
+    if target:
+        for name in train:
+            metrics, _ = regression_probe(train[name], ctx.bank.targets[target], test[name], ctx.test.targets[target])
+            results.update({f"layer.{name}.regression.{k}": v for k, v in metrics.items()})
+    return results
 
 
 def layers_section(ctx: EvalContext, results: dict) -> str:
@@ -88,9 +102,14 @@ def layers_section(ctx: EvalContext, results: dict) -> str:
     if not found:
         return ""
     order = stage_widths(ctx.encoders["trained"], as_float_inputs(ctx.test.load(torch.tensor([0]))).to(ctx.device))
-    rows = [(name, found[name]) for name in order if name in found]
-    lines = ["## Per-layer linear probe", "", "| stage | top-1 |", "|---|---|"]
-    lines += [f"| {name} | {fmt(value)} |" for name, value in rows]
+    names = [name for name in order if name in found]
+    lines = ["## Per-layer linear probe", ""]
+    if f"layer.{names[0]}.regression.r2" in results:
+        lines += ["| stage | top-1 | regression MAE | regression R² |", "|---|---|---|---|"]
+        lines += [f"| {n} | {fmt(found[n])} | {fmt(results[f'layer.{n}.regression.mae'])} | "
+                  f"{fmt(results[f'layer.{n}.regression.r2'])} |" for n in names]
+    else:
+        lines += ["| stage | top-1 |", "|---|---|"] + [f"| {n} | {fmt(found[n])} |" for n in names]
     if (ctx.run_dir / PLOT).exists():
         lines += ["", f"![per-layer probe]({os.path.relpath(ctx.run_dir / PLOT, ctx.run_dir)})"]
     return "\n".join(lines)
