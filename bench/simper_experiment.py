@@ -43,6 +43,7 @@ from selfsup.engine.build import input_spec
 from selfsup.engine.evaluate import capped, evaluate_run
 from selfsup.engine.train import train
 from selfsup.eval.features import as_float_inputs, extract_features
+from selfsup.eval.layers import stage_features, stage_regression
 from selfsup.eval.regression import embedding_by_target, regression_probe
 from selfsup.models import build_encoder
 
@@ -54,17 +55,17 @@ METRICS = ("mae", "mape", "r2")
 RECORD = "bench_record.json"  # a finished run's metrics and wall time
 
 
-def ssl_arm(recipe: str, method: dict | None, seed: int, out: Path, extra: list[str]) -> dict:
+def ssl_arm(recipe: str, method: dict | None, seed: int, out: Path, extra: list[str], evaluations: list[str]) -> dict:
     values = recipe_values(recipe)
     if method is not None:
         values["method"] = dict(method)
     cfg = build_config(values, parse_overrides([f"seed={seed}", f"run.dir={out}", "trainer.enable_progress_bar=false",
-                                                *extra]))
-    results = evaluate_run(train(cfg))
+                                                "eval.after_train=false", *extra]))
+    results = evaluate_run(train(cfg), (), evaluations)
     return {"results": results, "run_dir": str(out)}
 
 
-def supervised_arm(recipe: str, seed: int, out: Path, extra: list[str]) -> dict:
+def supervised_arm(recipe: str, seed: int, out: Path, extra: list[str], evaluations: list[str]) -> dict:
     """The encoder trained on the target itself, as many epochs as the SSL arms."""
     cfg = build_config(recipe_values(recipe), parse_overrides([f"seed={seed}", *extra]))
     splits = build_data(cfg.data, seed)
@@ -98,10 +99,16 @@ def supervised_arm(recipe: str, seed: int, out: Path, extra: list[str]) -> dict:
     train_x, _ = extract_features(encoder, bank)
     test_x, _ = extract_features(encoder, test)
     metrics, _ = regression_probe(train_x, bank.targets[name], test_x, test.targets[name])
+    results = {f"regression.{k}": v for k, v in metrics.items()}
+    if "layers" in evaluations:
+        batch_size = int(cfg.eval.batch_size)
+        stages_bank, _ = stage_features(encoder, bank, batch_size, "cpu")
+        stages_test, _ = stage_features(encoder, test, batch_size, "cpu")
+        results.update(stage_regression(stages_bank, bank.targets[name], stages_test, test.targets[name]))
     out.mkdir(parents=True, exist_ok=True)
     embedding_by_target(test_x, test.targets[name], name, out / "plots" / f"embedding_{name}.png",
                         f"supervised on {name} (seed {seed})")
-    return {"results": {f"regression.{k}": v for k, v in metrics.items()}, "run_dir": str(out)}
+    return {"results": results, "run_dir": str(out)}
 
 
 class _Indexed(torch.utils.data.Dataset):
@@ -118,6 +125,11 @@ class _Indexed(torch.utils.data.Dataset):
         return self.dataset.load(index), index
 
 
+def stage_names(record: dict) -> list[str]:
+    """The encoder stages a record has per-layer regression results for, in order."""
+    return [k.split(".")[1] for k in record["results"] if k.startswith("layer.") and k.endswith(".regression.mae")]
+
+
 def summary(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.3f}"
@@ -130,11 +142,14 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out", default="bench/results/simper", help="runs already finished there are reused")
     parser.add_argument("--tiny", action="store_true", help="a few steps on a few samples: checks the script only")
+    parser.add_argument("--layers", action="store_true",
+                        help="also regress the target from every pooled stage of the encoder (time averaged away)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for every arm (e.g. trainer.max_epochs=200)")
     args = parser.parse_args()
     out = Path(args.out)
     extra = (TINY if args.tiny else []) + list(args.overrides)
-    rows, raw = [], {}
+    evaluations = ["layers"] if args.layers else []
+    rows, stage_rows, raw = [], [], {}
     for dataset in args.datasets:
         recipe = RECIPES[dataset]
         arms: dict[str, list[dict]] = {"simper": [], "simclr": [], "supervised": [], "random_init": []}
@@ -142,16 +157,23 @@ def main() -> None:
             for arm in ("simper", "simclr", "supervised"):
                 run_dir = out / "runs" / f"{dataset}-{arm}-{seed}"
                 finished = run_dir / RECORD
-                if finished.exists() and not args.tiny:  # resumable: a finished run is read back
-                    record = json.loads(finished.read_text())
-                else:
+                # resumable: a finished run is read back (and evaluated again when --layers is new to it)
+                record = json.loads(finished.read_text()) if finished.exists() and not args.tiny else None
+                if record is not None and evaluations and not stage_names(record):
+                    if arm == "supervised":
+                        record = None  # its encoder is not kept: train it again
+                    else:
+                        record["results"] = evaluate_run(run_dir, (), evaluations)
+                        finished.write_text(json.dumps(record, indent=1))
+                if record is None:
                     if run_dir.exists():
                         shutil.rmtree(run_dir)
                     start = time.perf_counter()
                     if arm == "supervised":
-                        record = supervised_arm(recipe, seed, run_dir, extra)
+                        record = supervised_arm(recipe, seed, run_dir, extra, evaluations)
                     else:
-                        record = ssl_arm(recipe, SIMCLR if arm == "simclr" else None, seed, run_dir, extra)
+                        record = ssl_arm(recipe, SIMCLR if arm == "simclr" else None, seed, run_dir, extra,
+                                         evaluations)
                     record["seconds"] = time.perf_counter() - start
                     finished.write_text(json.dumps(record, indent=1))
                 print(f"{dataset} {arm} seed {seed}: {record['seconds']:.0f} s, "
@@ -169,7 +191,13 @@ def main() -> None:
             cells = [summary([r["results"][f"regression.{k}"] for r in records]) for k in METRICS]
             minutes = statistics.mean(r["seconds"] for r in records) / 60
             rows.append(f"| {dataset} | {arm} | {' | '.join(cells)} | {minutes:.1f} |")
+            for stage in stage_names(records[0]) if evaluations else []:
+                cells = [summary([r["results"][f"layer.{stage}.regression.{k}"] for r in records]) for k in METRICS]
+                stage_rows.append(f"| {dataset} | {arm} | {stage} | {' | '.join(cells)} |")
     table = ["| dataset | arm | MAE | MAPE % | R² | minutes / run |", "|---|---|---|---|---|---|", *rows]
+    if stage_rows:
+        table += ["", "Per stage, globally pooled (over time too) instead of the series' spectrum:", "",
+                  "| dataset | arm | stage | MAE | MAPE % | R² |", "|---|---|---|---|---|---|", *stage_rows]
     settings = f"Seeds {args.seeds}" + (f", overrides {' '.join(args.overrides)}" if args.overrides else "")
     text = "\n".join([f"{settings}{' (tiny budget: checks the script only)' if args.tiny else ''}.", "",
                       *table]) + "\n"

@@ -91,9 +91,18 @@ def layers(ctx: EvalContext) -> dict:
     results = {f"layer.{name}.linear.top1": value for name, value in accuracy.items()}
     target = ctx.splits.info.get("target")
     if target:
-        for name in train:
-            metrics, _ = regression_probe(train[name], ctx.bank.targets[target], test[name], ctx.test.targets[target])
-            results.update({f"layer.{name}.regression.{k}": v for k, v in metrics.items()})
+        results.update(stage_regression(train, ctx.bank.targets[target], test, ctx.test.targets[target]))
+    return results
+
+
+def stage_regression(train: dict[str, torch.Tensor], train_t: torch.Tensor, test: dict[str, torch.Tensor],
+                     test_t: torch.Tensor) -> dict[str, float]:
+    """``layer.<stage>.regression.{mae,mape,r2}`` of the regression probe on each stage's pooled
+    features (from :func:`stage_features`)."""
+    results = {}
+    for name in train:
+        metrics, _ = regression_probe(train[name], train_t, test[name], test_t)
+        results.update({f"layer.{name}.regression.{k}": v for k, v in metrics.items()})
     return results
 
 
