@@ -60,7 +60,7 @@ def ssl_arm(recipe: str, method: dict | None, seed: int, out: Path, extra: list[
     if method is not None:
         values["method"] = dict(method)
     cfg = build_config(values, parse_overrides([f"seed={seed}", f"run.dir={out}", "trainer.enable_progress_bar=false",
-                                                "eval.after_train=false", *extra]))
+                                                *extra]))
     results = evaluate_run(train(cfg), (), evaluations)
     return {"results": results, "run_dir": str(out)}
 
