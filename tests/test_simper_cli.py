@@ -8,6 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from selfsup.config.loading import load_run_config
+from selfsup.data import build_data
+from selfsup.engine.evaluate import capped, evaluate_run
+from selfsup.eval.features import as_float_inputs
+from selfsup.eval.regression import regression_probe
 from selfsup.models import load_encoder
 
 TINY_DATA = ["data.fps=6", "data.seconds=2", "data.image_size=12", "data.freq_range=[0.5,2.5]", "data.limit=40",
@@ -55,8 +60,6 @@ def test_exported_encoder_maps_clips_to_their_spectrum(clips_run):
 
 
 def test_eval_again_gives_the_same_regression(clips_run):
-    from selfsup.engine.evaluate import evaluate_run
-
     before = read_eval(clips_run)
     after = evaluate_run(clips_run, ["eval.baselines=false", "eval.map_points=0"])
     assert "random_init.regression.mae" not in after
@@ -82,7 +85,6 @@ def test_simper_ppg_recipe_on_heartpy_format_files(tmp_path):
 
 def test_simclr_trains_on_clips_with_the_same_encoder(tmp_path):
     from selfsup.config.loading import build_config, parse_overrides, recipe_values
-    from selfsup.engine.evaluate import evaluate_run
     from selfsup.engine.train import train
 
     values = recipe_values("simper-rotating-digits")
@@ -94,18 +96,10 @@ def test_simclr_trains_on_clips_with_the_same_encoder(tmp_path):
 
 
 def test_per_layer_probes_regress_the_frequency_from_every_pooled_stage(clips_run):
-    from selfsup.engine.evaluate import evaluate_run
-    from selfsup.eval.regression import regression_probe
-
     results = evaluate_run(clips_run, ["eval.baselines=false", "eval.map_points=0"], ["layers"])
     stages = [k.split(".")[1] for k in results if k.startswith("layer.") and k.endswith(".regression.r2")]
     assert stages[-1] == "series" and len(stages) >= 3
     # the last stage again, a second way: the per-frame series averaged over time, by hand
-    from selfsup.config.loading import load_run_config
-    from selfsup.data import build_data
-    from selfsup.engine.evaluate import capped
-    from selfsup.eval.features import as_float_inputs
-
     cfg = load_run_config(clips_run)
     splits = build_data(cfg.data, int(cfg.seed))
     encoder = load_encoder(clips_run).eval()

@@ -82,13 +82,8 @@ def context_representation(transformer: ContextTransformer, factors: ActionFacto
     return represent
 
 
-FEATURES = {"random_init": "random_init.features.", "trained": "features."}  # key prefix of each encoder's features
-
-
-def baseline_encoders(ctx: EvalContext) -> list[str]:
-    """The encoders whose plain features are scored: the random-init one (when baselines are on),
-    then the trained one."""
-    return [name for name in FEATURES if name in ctx.encoders]
+def prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    return {prefix + k: v for k, v in metrics.items()}
 
 
 def features_only(features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -174,12 +169,18 @@ def rotcolor_metrics(represent: Represent, bank: RecordedObjects, test: Recorded
 def rotcolor_evaluation(ctx: EvalContext, world: RotColorWorld, transformer: ContextTransformer | None,
                         contexts: list[int]) -> dict[str, float]:
     seed = int(ctx.cfg.seed)
+
+    def encoded(encoder) -> tuple[RecordedObjects, RecordedObjects]:
+        return RecordedObjects.encode(encoder, ctx.bank, ctx), RecordedObjects.encode(encoder, ctx.test, ctx)
+
+    def features_metrics(bank: RecordedObjects, test: RecordedObjects) -> dict[str, float]:
+        return rotcolor_metrics(features_only, bank, test, world.factors, seed, retrieval=False)
+
     results = {}
-    for name in baseline_encoders(ctx):  # the trained encoder last: its features feed the context below
-        encoder = ctx.encoders[name]
-        bank, test = RecordedObjects.encode(encoder, ctx.bank, ctx), RecordedObjects.encode(encoder, ctx.test, ctx)
-        results.update({f"{FEATURES[name]}{k}": v for k, v in
-                        rotcolor_metrics(features_only, bank, test, world.factors, seed, retrieval=False).items()})
+    if "random_init" in ctx.encoders:
+        results.update(prefixed("random_init.features.", features_metrics(*encoded(ctx.encoders["random_init"]))))
+    bank, test = encoded(ctx.encoders["trained"])
+    results.update(prefixed("features.", features_metrics(bank, test)))
     if transformer is None:
         return results
     obj, i, j = bank.pairs(1, seed + 2)
@@ -206,11 +207,18 @@ def sensitive_evaluation(ctx: EvalContext, world, transformer: ContextTransforme
     def probes(r_bank: torch.Tensor, r_test: torch.Tensor) -> dict[str, float]:
         return {f"{name}.top1": linear_probe_accuracy(r_bank, a, r_test, b) for name, (a, b) in y.items()}
 
+    def attribute_accuracy(r_bank: torch.Tensor, r_test: torch.Tensor) -> float:
+        a, b = y[attribute]
+        return linear_probe_accuracy(r_bank, a, r_test, b)
+
     results = {}
-    for name in baseline_encoders(ctx):  # the trained encoder last: its features feed the context below
-        encoder = ctx.encoders[name]
-        f_bank, f_test = features_of(encoder, x_bank, ctx), features_of(encoder, x_test, ctx)
-        results[f"{FEATURES[name]}{attribute}.top1"] = probes(f_bank, f_test)[f"{attribute}.top1"]
+    if "random_init" in ctx.encoders:
+        untrained = ctx.encoders["random_init"]
+        results[f"random_init.features.{attribute}.top1"] = attribute_accuracy(
+            features_of(untrained, x_bank, ctx), features_of(untrained, x_test, ctx))
+    encoder = ctx.encoders["trained"]
+    f_bank, f_test = features_of(encoder, x_bank, ctx), features_of(encoder, x_test, ctx)
+    results[f"features.{attribute}.top1"] = attribute_accuracy(f_bank, f_test)
     if transformer is None:
         return results
     count = min(len(x_bank), max(contexts) // 2)
