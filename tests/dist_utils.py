@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from datetime import timedelta
 from typing import Any, Callable
 
 import torch
@@ -10,14 +11,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 
-def _worker(rank: int, world: int, fn: Callable, args: tuple, out_dir: str) -> None:
+def _worker(rank: int, world: int, port: int, fn: Callable, args: tuple, out_dir: str) -> None:
     torch.set_num_threads(1)
-    # rendezvous through a file in the run's own folder: no TCP port to pick, so none to race for
-    dist.init_process_group("gloo", init_method=f"file://{os.path.join(out_dir, 'rendezvous')}", rank=rank,
-                            world_size=world)
+    store = dist.TCPStore("127.0.0.1", port, world_size=world, is_master=False, timeout=timedelta(seconds=60))
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=world)
     try:
         result = fn(rank, world, *args)
         torch.save(result, os.path.join(out_dir, f"{rank}.pt"))
+        dist.barrier()  # no process tears gloo down while a peer still talks to it
     finally:
         dist.destroy_process_group()
 
@@ -26,8 +27,12 @@ def run_distributed(fn: Callable[..., Any], *args: Any, world_size: int = 2) -> 
     """``fn(rank, world_size, *args)`` in ``world_size`` processes; returns their results by rank.
     ``fn`` must be defined at module level (it is pickled into spawned processes) and return
     tensors, numbers or containers of them."""
+    # The parent serves the rendezvous store on a port the OS picks and keeps it bound until every
+    # worker has joined: no free port is picked and released (a race), and no shared file is
+    # deleted under a worker that still reads it (a file:// rendezvous aborted one now and then).
+    store = dist.TCPStore("127.0.0.1", 0, world_size=None, is_master=True, wait_for_workers=False)
     with tempfile.TemporaryDirectory() as out_dir:
-        mp.spawn(_worker, args=(world_size, fn, args, out_dir), nprocs=world_size, join=True)
+        mp.spawn(_worker, args=(world_size, store.port, fn, args, out_dir), nprocs=world_size, join=True)
         return [torch.load(os.path.join(out_dir, f"{r}.pt"), weights_only=True) for r in range(world_size)]
 
 
