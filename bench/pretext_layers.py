@@ -2,7 +2,8 @@
 Representation Learning", CVPR 2019, sec. 4.2): RotNet on Fashion-MNIST with ``resnet-small``
 and ``plainnet-small`` (the same network without skip connections), then a linear probe on the
 globally pooled output of every stage. Their claim: with skip connections the last stage stays
-best; without them quality falls in the later stages.
+best; without them quality falls in the later stages. Each encoder's untrained initialisation is
+probed the same way (``random_init.layer.<stage>.linear.top1``): what training added per stage.
 
     python bench/pretext_layers.py [--encoders resnet-small,plainnet-small] [--seeds 0,1]
         [--epochs 3] [--limit N] [--width 32] [--eval-limit N] [--out bench/results/pretext-layers]
@@ -24,6 +25,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pretext_runs import mean_std, train_and_evaluate  # noqa: E402
+
+from selfsup.engine.evaluate import evaluate_run  # noqa: E402
 
 STAGES = ["block1", "block2", "block3", "block4"]
 
@@ -48,12 +51,15 @@ def main() -> None:
             overrides = [f"model.encoder={encoder}", f"model.width={args.width}", f"seed={seed}",
                          f"trainer.max_epochs={args.epochs}", f"trainer.max_steps={args.max_steps}",
                          f"data.batch_size={args.batch_size}", "trainer.enable_progress_bar=false",
-                         "eval.baselines=false", "eval.map_points=0"]
+                         "eval.map_points=0"]
             if args.limit:
                 overrides.append(f"data.limit={args.limit}")
             if args.eval_limit:
                 overrides.append(f"eval.limit={args.eval_limit}")
-            run = train_and_evaluate("rotnet-fashion-mnist", overrides, args.out / f"{encoder}-seed{seed}", ["layers"])
+            run_dir = args.out / f"{encoder}-seed{seed}"
+            run = train_and_evaluate("rotnet-fashion-mnist", overrides, run_dir, ["layers"])
+            if "random_init.layer.block1.linear.top1" not in run:  # a run evaluated before the baseline had per-layer keys
+                run.update(evaluate_run(run_dir, ["eval.baselines=true"], ["layers"]))
             results.setdefault(encoder, []).append(run)
             print(encoder, seed, {s: round(run[f"layer.{s}.linear.top1"], 4) for s in STAGES},
                   f"train {run['train_seconds']:.0f} s")
@@ -61,14 +67,17 @@ def main() -> None:
     lines = ["| encoder | " + " | ".join(STAGES) + " | best stage | RotNet pretext top-1 | train s |",
              "|---|" + "---|" * (len(STAGES) + 3)]
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    for encoder, runs in results.items():
-        per_stage = [[r[f"layer.{s}.linear.top1"] for r in runs] for s in STAGES]
-        means = [sum(v) / len(v) for v in per_stage]
-        pretext = [r["pretext_top1"] for r in runs if r["pretext_top1"] is not None]
-        lines.append(f"| {encoder} | " + " | ".join(mean_std(v) for v in per_stage)
-                     + f" | {STAGES[means.index(max(means))]} | {mean_std(pretext)} | "
-                     + f"{sum(r['train_seconds'] for r in runs) / len(runs):.0f} |")
-        ax.plot(range(len(STAGES)), means, marker="o", label=encoder)
+    for colour, (encoder, runs) in enumerate(results.items()):
+        for prefix, style in (("", "-"), ("random_init.", "--")):
+            per_stage = [[r[f"{prefix}layer.{s}.linear.top1"] for r in runs] for s in STAGES]
+            means = [sum(v) / len(v) for v in per_stage]
+            trained = not prefix
+            pretext = [r["pretext_top1"] for r in runs if trained and r["pretext_top1"] is not None]
+            seconds = f"{sum(r['train_seconds'] for r in runs) / len(runs):.0f}" if trained else "-"
+            label = encoder if trained else f"{encoder}, random-init"
+            lines.append(f"| {label} | " + " | ".join(mean_std(v) for v in per_stage)
+                         + f" | {STAGES[means.index(max(means))]} | {mean_std(pretext)} | {seconds} |")
+            ax.plot(range(len(STAGES)), means, style, color=f"C{colour}", marker="o", label=label)
     ax.set_xticks(range(len(STAGES)), STAGES)
     ax.set_xlabel("stage (input -> output)")
     ax.set_ylabel("linear probe top-1 (test)")

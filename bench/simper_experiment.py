@@ -130,6 +130,14 @@ def stage_names(record: dict) -> list[str]:
     return [k.split(".")[1] for k in record["results"] if k.startswith("layer.") and k.endswith(".regression.mae")]
 
 
+def has_layers(record: dict, arm: str) -> bool:
+    """Whether a finished run has the per-stage results: an SSL arm's with its random-init
+    encoder's too (the supervised arm has no random-init baseline of its own)."""
+    if arm == "supervised":
+        return bool(stage_names(record))
+    return any(k.startswith("random_init.layer.") for k in record["results"])
+
+
 def summary(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.3f}"
@@ -143,7 +151,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/simper", help="runs already finished there are reused")
     parser.add_argument("--tiny", action="store_true", help="a few steps on a few samples: checks the script only")
     parser.add_argument("--layers", action="store_true",
-                        help="also regress the target from every pooled stage of the encoder (time averaged away)")
+                        help="also regress the target from every stage of the encoder, pooled over time and space")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for every arm (e.g. trainer.max_epochs=200)")
     args = parser.parse_args()
     out = Path(args.out)
@@ -159,7 +167,7 @@ def main() -> None:
                 finished = run_dir / RECORD
                 # resumable: a finished run is read back (and evaluated again when --layers is new to it)
                 record = json.loads(finished.read_text()) if finished.exists() and not args.tiny else None
-                if record is not None and evaluations and not stage_names(record):
+                if record is not None and evaluations and not has_layers(record, arm):
                     if arm == "supervised":
                         record = None  # its encoder is not kept: train it again
                     else:
@@ -180,7 +188,8 @@ def main() -> None:
                       + ", ".join(f"{k}={record['results'][f'regression.{k}']:.3f}" for k in METRICS), flush=True)
                 arms[arm].append(record)
                 if arm == "simper":
-                    baseline = {f"regression.{k}": record["results"][f"random_init.regression.{k}"] for k in METRICS}
+                    baseline = {k.removeprefix("random_init."): v for k, v in record["results"].items()
+                                if k.startswith(("random_init.regression.", "random_init.layer."))}
                     arms["random_init"].append({"results": baseline, "seconds": 0.0})
                 if seed == args.seeds[0]:
                     for plot in Path(run_dir, "plots").glob("embedding_*.png"):
@@ -196,7 +205,8 @@ def main() -> None:
                 stage_rows.append(f"| {dataset} | {arm} | {stage} | {' | '.join(cells)} |")
     table = ["| dataset | arm | MAE | MAPE % | R² | minutes / run |", "|---|---|---|---|---|---|", *rows]
     if stage_rows:
-        table += ["", "Per stage, globally pooled (over time too) instead of the series' spectrum:", "",
+        table += ["", "Per stage, pooled over time and space (stage `series`: its T per-frame values) "
+                  "instead of the series' spectrum:", "",
                   "| dataset | arm | stage | MAE | MAPE % | R² |", "|---|---|---|---|---|---|", *stage_rows]
     settings = f"Seeds {args.seeds}" + (f", overrides {' '.join(args.overrides)}" if args.overrides else "")
     text = "\n".join([f"{settings}{' (tiny budget: checks the script only)' if args.tiny else ''}.", "",

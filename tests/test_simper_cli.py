@@ -10,8 +10,10 @@ import torch
 
 from selfsup.config.loading import load_run_config
 from selfsup.data import build_data
+from selfsup.engine.build import build_method
 from selfsup.engine.evaluate import capped, evaluate_run
 from selfsup.eval.features import as_float_inputs
+from selfsup.eval.linear import linear_probe_accuracy
 from selfsup.eval.regression import regression_probe
 from selfsup.models import load_encoder
 
@@ -96,21 +98,32 @@ def test_simclr_trains_on_clips_with_the_same_encoder(tmp_path):
 
 
 def test_per_layer_probes_regress_the_frequency_from_every_pooled_stage(clips_run):
-    results = evaluate_run(clips_run, ["eval.baselines=false", "eval.map_points=0"], ["layers"])
+    results = evaluate_run(clips_run, ["eval.map_points=0"], ["layers"])
     stages = [k.split(".")[1] for k in results if k.startswith("layer.") and k.endswith(".regression.r2")]
     assert stages[-1] == "series" and len(stages) >= 3
-    # the last stage again, a second way: the per-frame series averaged over time, by hand
+    assert {f"random_init.layer.{s}.{m}" for s in stages for m in ("linear.top1", "regression.mae")} <= set(results)
+    # every stage again, a second way, for the trained encoder and for its initialisation (the
+    # seeded method built afresh): each map averaged over its time and space axes by hand; the
+    # per-frame series [N, T] has no channel axis and is probed as it is
     cfg = load_run_config(clips_run)
     splits = build_data(cfg.data, int(cfg.seed))
-    encoder = load_encoder(clips_run).eval()
     bank, test = capped(splits.train, cfg.eval.limit, int(cfg.seed)), capped(splits.test, cfg.eval.limit, int(cfg.seed) + 1)
 
-    def clip_mean(dataset):
+    def pooled(encoder, dataset, stage):
         with torch.no_grad():
-            return encoder.forward_stages(as_float_inputs(dataset.load(torch.arange(len(dataset)))))["series"].mean(
-                1, keepdim=True)
+            m = encoder.forward_stages(as_float_inputs(dataset.load(torch.arange(len(dataset)))))[stage]
+        return m if stage == "series" else m.mean(dim=tuple(range(2, m.dim())))
 
-    metrics, _ = regression_probe(clip_mean(bank), bank.targets["freq"], clip_mean(test), test.targets["freq"])
-    for k in ("mae", "mape", "r2"):
-        assert results[f"layer.series.regression.{k}"] == pytest.approx(metrics[k], rel=1e-4, abs=1e-6)
-    assert "regression MAE" in (clips_run / "report.md").read_text()
+    untrained = build_method(cfg, splits).encoder.eval()
+    top1 = {}
+    for prefix, encoder in (("", load_encoder(clips_run).eval()), ("random_init.", untrained)):
+        for stage in stages:
+            train_x, test_x = pooled(encoder, bank, stage), pooled(encoder, test, stage)
+            top1[prefix + stage] = linear_probe_accuracy(train_x, bank.labels, test_x, test.labels)
+            assert results[f"{prefix}layer.{stage}.linear.top1"] == pytest.approx(top1[prefix + stage], abs=1e-6)
+            metrics, _ = regression_probe(train_x, bank.targets["freq"], test_x, test.targets["freq"])
+            for k in ("mae", "mape", "r2"):
+                assert results[f"{prefix}layer.{stage}.regression.{k}"] == pytest.approx(metrics[k], rel=1e-4, abs=1e-6)
+    assert any(top1[s] != top1["random_init." + s] for s in stages)  # the two encoders' checks are distinct
+    report = (clips_run / "report.md").read_text()
+    assert "regression MAE" in report and "random-init R²" in report

@@ -1,14 +1,18 @@
 """Per-layer probing: a linear probe on the globally pooled output of every stage of the
 encoder (Kolesnikov, Zhai, Beyer, "Revisiting Self-Supervised Visual Representation Learning",
 CVPR 2019, sec. 4.2: with skip connections the last layer stays best; without them quality
-falls in the later layers). eval.json: ``layer.<stage>.linear.top1``; plot: plots/layers.png.
+falls in the later layers). eval.json: ``layer.<stage>.linear.top1``, and with the baselines on
+``random_init.layer.<stage>.linear.top1`` for the same architecture untrained (what training
+added at each depth); plot: plots/layers.png.
 
 On a dataset with a continuous target (rotating-digits, ppg-heartpy, ...) every stage also gets
 the regression probe (:func:`selfsup.eval.regression.regression_probe`):
-``layer.<stage>.regression.{mae,mape,r2}``. For a temporal encoder the pooled stages average
-over time, so they test whether a feature carries the target without its time axis (the
-embedding a clip-level method would use), where the default regression feature is the
-per-frame series' spectrum."""
+``[random_init.]layer.<stage>.regression.{mae,mape,r2}``. For a temporal encoder the pooled
+stages average over time, so they test whether a feature carries the target without its time
+axis (the embedding a clip-level method would use), where the default regression feature is the
+per-frame series' spectrum. The per-frame series itself (stage ``series``, [N, T], no channel
+axis) is probed as it is, its T values as the features: averaged over time it would be the
+``head`` stage again."""
 from __future__ import annotations
 
 import os
@@ -21,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from selfsup.eval.context import EVALUATIONS, EvalContext  # noqa: E402
+from selfsup.eval.context import EVALUATIONS, EvalContext, key_prefix  # noqa: E402
 from selfsup.eval.features import as_float_inputs, extract_features  # noqa: E402
 from selfsup.eval.linear import linear_probe_accuracy  # noqa: E402
 from selfsup.eval.plots import save_figure  # noqa: E402
@@ -67,31 +71,42 @@ def stage_features(encoder: nn.Module, dataset, batch_size: int, device) -> tupl
     return dict(zip(widths, pooled.split(list(widths.values()), dim=1))), labels
 
 
-def plot_layers(accuracy: dict[str, float], title: str, path: Path) -> Path:
+def plot_layers(curves: dict[str, dict[str, float]], title: str, path: Path) -> Path:
+    """Linear-probe accuracy against depth, one line per subject ({label: {stage: top-1}})."""
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(range(len(accuracy)), list(accuracy.values()), marker="o")
-    ax.set_xticks(range(len(accuracy)), list(accuracy))
+    for label, accuracy in curves.items():
+        ax.plot(range(len(accuracy)), list(accuracy.values()), marker="o", label=label)
+        ax.set_xticks(range(len(accuracy)), list(accuracy))
     ax.set_xlabel("stage (input -> output)")
     ax.set_ylabel("linear probe top-1")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return save_figure(fig, path)
+
+
+LAYER_SUBJECTS = [("trained", "trained"), ("random_init", "random-init")]  # (encoder, plot label)
 
 
 @EVALUATIONS.register("layers")
 def layers(ctx: EvalContext) -> dict:
-    """``layer.<stage>.linear.top1`` for every stage of the trained encoder (``--layers``),
-    and plots/layers.png (accuracy against depth)."""
-    encoder, batch = ctx.encoders["trained"], int(ctx.cfg.eval.batch_size)
-    train, train_y = stage_features(encoder, ctx.bank, batch, ctx.device)
-    test, test_y = stage_features(encoder, ctx.test, batch, ctx.device)
-    accuracy = {name: linear_probe_accuracy(train[name], train_y, test[name], test_y) for name in train}
-    plot_layers(accuracy, f"{ctx.cfg.recipe}: {ctx.cfg.model.encoder}, per-layer linear probe",
-                ctx.run_dir / PLOT)
-    results = {f"layer.{name}.linear.top1": value for name, value in accuracy.items()}
-    target = ctx.splits.info.get("target")
-    if target:
-        results.update(stage_regression(train, ctx.bank.targets[target], test, ctx.test.targets[target]))
+    """``layer.<stage>.linear.top1`` for every stage of the trained encoder (``--layers``), the
+    same as ``random_init.layer.<stage>.linear.top1`` for the untrained encoder when the
+    baselines are on, and plots/layers.png (accuracy against depth)."""
+    batch, target = int(ctx.cfg.eval.batch_size), ctx.splits.info.get("target")
+    results, curves = {}, {}
+    for subject, label in LAYER_SUBJECTS:
+        if subject not in ctx.encoders:
+            continue
+        prefix = key_prefix(subject)
+        train, train_y = stage_features(ctx.encoders[subject], ctx.bank, batch, ctx.device)
+        test, test_y = stage_features(ctx.encoders[subject], ctx.test, batch, ctx.device)
+        curves[label] = {name: linear_probe_accuracy(train[name], train_y, test[name], test_y) for name in train}
+        results.update({f"{prefix}layer.{name}.linear.top1": value for name, value in curves[label].items()})
+        if target:
+            regression = stage_regression(train, ctx.bank.targets[target], test, ctx.test.targets[target])
+            results.update({prefix + k: v for k, v in regression.items()})
+    plot_layers(curves, f"{ctx.cfg.recipe}: {ctx.cfg.model.encoder}, per-layer linear probe", ctx.run_dir / PLOT)
     return results
 
 
@@ -107,18 +122,18 @@ def stage_regression(train: dict[str, torch.Tensor], train_t: torch.Tensor, test
 
 
 def layers_section(ctx: EvalContext, results: dict) -> str:
-    found = {k.split(".")[1]: v for k, v in results.items() if k.startswith("layer.") and k.endswith(".linear.top1")}
+    found = {k.split(".")[1] for k in results if k.startswith("layer.") and k.endswith(".linear.top1")}
     if not found:
         return ""
     order = stage_widths(ctx.encoders["trained"], as_float_inputs(ctx.test.load(torch.tensor([0]))).to(ctx.device))
     names = [name for name in order if name in found]
-    lines = ["## Per-layer linear probe", ""]
-    if f"layer.{names[0]}.regression.r2" in results:
-        lines += ["| stage | top-1 | regression MAE | regression R² |", "|---|---|---|---|"]
-        lines += [f"| {n} | {fmt(found[n])} | {fmt(results[f'layer.{n}.regression.mae'])} | "
-                  f"{fmt(results[f'layer.{n}.regression.r2'])} |" for n in names]
-    else:
-        lines += ["| stage | top-1 |", "|---|---|"] + [f"| {n} | {fmt(found[n])} |" for n in names]
+    columns = [("top-1", "layer.{}.linear.top1"), ("random-init top-1", "random_init.layer.{}.linear.top1"),
+               ("regression MAE", "layer.{}.regression.mae"), ("regression R²", "layer.{}.regression.r2"),
+               ("random-init R²", "random_init.layer.{}.regression.r2")]
+    columns = [(header, key) for header, key in columns if key.format(names[0]) in results]
+    lines = ["## Per-layer linear probe", "", "| stage | " + " | ".join(h for h, _ in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    lines += [f"| {n} | " + " | ".join(fmt(results[key.format(n)]) for _, key in columns) + " |" for n in names]
     if (ctx.run_dir / PLOT).exists():
         lines += ["", f"![per-layer probe]({os.path.relpath(ctx.run_dir / PLOT, ctx.run_dir)})"]
     return "\n".join(lines)
