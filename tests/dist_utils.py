@@ -18,7 +18,9 @@ def _worker(rank: int, world: int, port: int, fn: Callable, args: tuple, out_dir
     try:
         result = fn(rank, world, *args)
         torch.save(result, os.path.join(out_dir, f"{rank}.pt"))
-        dist.barrier()  # no process tears gloo down while a peer still talks to it
+        # no process tears gloo down while a peer still talks to it: without this barrier a worker
+        # now and then died with SIGABRT ("terminate called without an active exception")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -28,8 +30,7 @@ def run_distributed(fn: Callable[..., Any], *args: Any, world_size: int = 2) -> 
     ``fn`` must be defined at module level (it is pickled into spawned processes) and return
     tensors, numbers or containers of them."""
     # The parent serves the rendezvous store on a port the OS picks and keeps it bound until every
-    # worker has joined: no free port is picked and released (a race), and no shared file is
-    # deleted under a worker that still reads it (a file:// rendezvous aborted one now and then).
+    # worker has joined: no free port is picked and released for the workers to bind (a race).
     store = dist.TCPStore("127.0.0.1", 0, world_size=None, is_master=True, wait_for_workers=False)
     with tempfile.TemporaryDirectory() as out_dir:
         mp.spawn(_worker, args=(world_size, store.port, fn, args, out_dir), nprocs=world_size, join=True)
