@@ -26,8 +26,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from pretext_runs import mean_std, train_and_evaluate  # noqa: E402
 
-from selfsup.engine.evaluate import evaluate_run  # noqa: E402
-
 STAGES = ["block1", "block2", "block3", "block4"]
 
 
@@ -56,10 +54,7 @@ def main() -> None:
                 overrides.append(f"data.limit={args.limit}")
             if args.eval_limit:
                 overrides.append(f"eval.limit={args.eval_limit}")
-            run_dir = args.out / f"{encoder}-seed{seed}"
-            run = train_and_evaluate("rotnet-fashion-mnist", overrides, run_dir, ["layers"])
-            if "random_init.layer.block1.linear.top1" not in run:  # a run evaluated before the baseline had per-layer keys
-                run.update(evaluate_run(run_dir, ["eval.baselines=true"], ["layers"]))
+            run = train_and_evaluate("rotnet-fashion-mnist", overrides, args.out / f"{encoder}-seed{seed}", ["layers"])
             results.setdefault(encoder, []).append(run)
             print(encoder, seed, {s: round(run[f"layer.{s}.linear.top1"], 4) for s in STAGES},
                   f"train {run['train_seconds']:.0f} s")

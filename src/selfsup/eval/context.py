@@ -66,6 +66,11 @@ class EvalContext:
 EVALUATIONS: Registry[Callable[[EvalContext], dict]] = Registry("evaluation")
 
 
+def prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    """``metrics`` with every key prefixed: ``prefixed("layer.block1.", {"r2": v})``."""
+    return {prefix + k: v for k, v in metrics.items()}
+
+
 def key_prefix(subject: str) -> str:
     """eval.json keys: the trained encoder's bare (``knn.top1``), baselines prefixed."""
     return "" if subject == "trained" else f"{subject}."

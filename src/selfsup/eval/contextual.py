@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from selfsup.augment.worlds import RotColorWorld, world_for
 from selfsup.data.base import ArrayDataset, IndexedDataset
 from selfsup.data.rotcolor import recorded_params, recorded_views, relative_action
-from selfsup.eval.context import EVALUATIONS, EvalContext
+from selfsup.eval.context import EVALUATIONS, EvalContext, prefixed
 from selfsup.eval.equivariance import RidgeProbe, pooled_r2
 from selfsup.eval.features import extract_features
 from selfsup.eval.linear import linear_probe_accuracy
@@ -80,10 +80,6 @@ def context_representation(transformer: ContextTransformer, factors: ActionFacto
         return F.normalize(torch.cat(out), dim=1).cpu()[where]
 
     return represent
-
-
-def prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
-    return {prefix + k: v for k, v in metrics.items()}
 
 
 def features_only(features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

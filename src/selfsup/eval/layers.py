@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from selfsup.eval.context import EVALUATIONS, EvalContext, key_prefix  # noqa: E402
+from selfsup.eval.context import EVALUATIONS, EvalContext, key_prefix, prefixed  # noqa: E402
 from selfsup.eval.features import as_float_inputs, extract_features  # noqa: E402
 from selfsup.eval.linear import linear_probe_accuracy  # noqa: E402
 from selfsup.eval.plots import save_figure  # noqa: E402
@@ -76,7 +76,8 @@ def plot_layers(curves: dict[str, dict[str, float]], title: str, path: Path) -> 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for label, accuracy in curves.items():
         ax.plot(range(len(accuracy)), list(accuracy.values()), marker="o", label=label)
-        ax.set_xticks(range(len(accuracy)), list(accuracy))
+    stages = list(next(iter(curves.values())))
+    ax.set_xticks(range(len(stages)), stages)
     ax.set_xlabel("stage (input -> output)")
     ax.set_ylabel("linear probe top-1")
     ax.set_title(title, fontsize=10)
@@ -104,8 +105,8 @@ def layers(ctx: EvalContext) -> dict:
         curves[label] = {name: linear_probe_accuracy(train[name], train_y, test[name], test_y) for name in train}
         results.update({f"{prefix}layer.{name}.linear.top1": value for name, value in curves[label].items()})
         if target:
-            regression = stage_regression(train, ctx.bank.targets[target], test, ctx.test.targets[target])
-            results.update({prefix + k: v for k, v in regression.items()})
+            results.update(prefixed(prefix, stage_regression(train, ctx.bank.targets[target], test,
+                                                             ctx.test.targets[target])))
     plot_layers(curves, f"{ctx.cfg.recipe}: {ctx.cfg.model.encoder}, per-layer linear probe", ctx.run_dir / PLOT)
     return results
 
@@ -117,7 +118,7 @@ def stage_regression(train: dict[str, torch.Tensor], train_t: torch.Tensor, test
     results = {}
     for name in train:
         metrics, _ = regression_probe(train[name], train_t, test[name], test_t)
-        results.update({f"layer.{name}.regression.{k}": v for k, v in metrics.items()})
+        results.update(prefixed(f"layer.{name}.regression.", metrics))
     return results
 
 

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from selfsup.eval.context import EVALUATIONS, EvalContext, key_prefix  # noqa: E402
+from selfsup.eval.context import EVALUATIONS, EvalContext, key_prefix, prefixed  # noqa: E402
 from selfsup.eval.plots import save_figure  # noqa: E402
 from selfsup.eval.report import REPORT_SECTIONS, fmt  # noqa: E402
 
@@ -69,7 +69,7 @@ def regression(ctx: EvalContext) -> dict:
     for subject in ctx.subjects():
         f = ctx.features(subject)
         metrics, _ = regression_probe(f.train_x, ctx.bank.targets[name], f.test_x, ctx.test.targets[name])
-        out.update({f"{key_prefix(subject)}regression.{k}": v for k, v in metrics.items()})
+        out.update(prefixed(f"{key_prefix(subject)}regression.", metrics))
     return out
 
 
