@@ -39,17 +39,16 @@ def run_one(recipe: str, run_dir: Path, overrides: list[str]) -> None:
     """Child process: train (or resume) and evaluate one run, then append its costs to bench.json."""
     import torch
 
-    from selfsup.config import load_config
+    from selfsup.engine.configure import compose_config
     from selfsup.engine.evaluate import evaluate_run
-    from selfsup.engine.run_dir import checkpoint_path
     from selfsup.engine.train import resume, train
 
     start = time.perf_counter()
-    resumed = checkpoint_path(run_dir).exists()
+    resumed = (Path(run_dir) / "checkpoints" / "last.ckpt").exists()
     if resumed:
         resume(run_dir)
     else:
-        train(load_config(recipe, [*overrides, f"run.dir={run_dir}"]))
+        train(compose_config(recipe, [*overrides, f"run.dir={run_dir}"]))
     trained = time.perf_counter()
     evaluate_run(run_dir)
     attempt = {

@@ -46,6 +46,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from selfsup.config.loading import build_config, parse_overrides, recipe_values  # noqa: E402
+from selfsup.engine.configure import resolve_config  # noqa: E402
 from selfsup.engine.evaluate import evaluate_run  # noqa: E402
 from selfsup.engine.train import train  # noqa: E402
 from selfsup.eval.retrieval import chance_mrr_and_hits  # noqa: E402
@@ -68,7 +69,7 @@ def run_arm(method: dict | None, seed: int, out: Path, extra: list[str]) -> dict
     cfg = build_config(values, parse_overrides([f"seed={seed}", f"run.dir={out}", "trainer.enable_progress_bar=false",
                                                 *extra]))
     start = time.time()
-    run_dir = train(cfg)
+    run_dir = train(resolve_config(cfg))
     trained = time.time()
     results = evaluate_run(run_dir)
     return {"results": results, "train_s": trained - start, "eval_s": time.time() - trained, "run_dir": str(run_dir)}

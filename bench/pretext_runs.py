@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from selfsup.config import load_config
+from selfsup.engine.configure import compose_config
 from selfsup.engine.evaluate import evaluate_run
 from selfsup.engine.train import train
 
@@ -23,7 +23,7 @@ def train_and_evaluate(recipe: str, overrides: Sequence[str], run_dir: Path, eva
     times_path = run_dir / TIMES
     if not times_path.exists():
         start = time.perf_counter()
-        train(load_config(recipe, [*overrides, "eval.after_train=false", f"run.dir={run_dir}"]))
+        train(compose_config(recipe, [*overrides, "eval.after_train=false", f"run.dir={run_dir}"]))
         train_seconds = time.perf_counter() - start
         start = time.perf_counter()
         evaluate_run(run_dir, (), evaluations, options)

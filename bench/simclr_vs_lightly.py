@@ -54,16 +54,16 @@ def fake_images():
 # ---------------------------------------------------------------- selfsup
 def selfsup_module(precision: str):
 
-    from selfsup.config import load_config
+    from selfsup.engine.configure import compose_config
     from selfsup.data import ArrayDataset, DataSplits
-    from selfsup.engine.build import build_method, resolve_config
+    from selfsup.engine.build import build_method
     from selfsup.engine.module import SSLModule
     import torch
 
-    cfg = resolve_config(load_config(None, [
+    cfg = compose_config(None, [
         "model.encoder=resnet18", "model.cifar_stem=true", f"data.batch_size={BATCH}", "method.proj_hidden_dim=2048",
         "method.proj_dim=128", "augment.blur_prob=0.0", "augment.crop_scale=[0.08,1.0]", f"trainer.precision={precision}",
-    ]))
+    ])
     images = torch.from_numpy(fake_images()).permute(0, 3, 1, 2).contiguous()
     data = ArrayDataset(images, torch.zeros(IMAGES, dtype=torch.long))
     splits = DataSplits("fake-cifar", data, data, data.take(range(BATCH)), data, 10, "image", (0.5,) * 3, (0.25,) * 3)

@@ -40,11 +40,13 @@ from selfsup.augment.temporal import TemporalPairViews
 from selfsup.config.loading import build_config, parse_overrides, recipe_values
 from selfsup.data import build_data, make_loader
 from selfsup.engine.build import input_spec
+from selfsup.engine.configure import resolve_config
 from selfsup.engine.evaluate import capped, evaluate_run
 from selfsup.engine.train import train
 from selfsup.eval.features import as_float_inputs, extract_features
 from selfsup.eval.layers import stage_features, stage_regression
-from selfsup.eval.regression import embedding_by_target, regression_probe
+from selfsup.eval.plots import embedding_by_target
+from selfsup.eval.regression import regression_probe
 from selfsup.models import build_encoder
 
 RECIPES = {"rotating-digits": "simper-rotating-digits", "ppg-heartpy": "simper-ppg"}
@@ -61,7 +63,7 @@ def ssl_arm(recipe: str, method: dict | None, seed: int, out: Path, extra: list[
         values["method"] = dict(method)
     cfg = build_config(values, parse_overrides([f"seed={seed}", f"run.dir={out}", "trainer.enable_progress_bar=false",
                                                 *extra]))
-    results = evaluate_run(train(cfg), (), evaluations)
+    results = evaluate_run(train(resolve_config(cfg)), (), evaluations)
     return {"results": results, "run_dir": str(out)}
 
 

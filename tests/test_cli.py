@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from selfsup.config import load_config
+from selfsup.engine.configure import compose_config
 from selfsup.engine.checkpoint import load_checkpoint_file
 from selfsup.engine.train import train
 
@@ -82,10 +82,16 @@ def test_eval_again_gives_identical_values(digits_run, tmp_path):
     assert read_eval(digits_run) == before
 
 
-def test_eval_limit_caps_bank_and_test(digits_run):
+def test_eval_limit_caps_bank_and_test_and_merges_into_eval_json(digits_run):
+    before = read_eval(digits_run)
     selfsup("eval", digits_run, "eval.limit=100", "eval.baselines=false")
     results = read_eval(digits_run)
-    assert "random_init.knn.top1" not in results and "knn.top1" in results
+    protocol = json.loads((digits_run / "eval_protocol.json").read_text())
+    assert protocol["knn.top1"]["limit"] == 100 and protocol["knn.top1"]["bank"] == 100
+    # keys this evaluation did not compute are kept, with the protocol they were computed under
+    assert results["random_init.knn.top1"] == before["random_init.knn.top1"]
+    assert protocol["random_init.knn.top1"]["limit"] is None and protocol["random_init.knn.top1"]["bank"] > 100
+    assert set(before) <= set(results)
     assert "bank 100 training samples, 100 test samples" in (digits_run / "report.md").read_text()
 
 
@@ -118,6 +124,24 @@ def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path):
         assert resumed[key] == pytest.approx(straight[key], abs=1e-4), key
 
 
+def test_resume_from_a_mid_epoch_checkpoint_ends_like_an_uninterrupted_run(tmp_path):
+    # 570 pre-training samples / 64 = 8 steps an epoch: step 4 is the middle of the first epoch
+    args = [*FAST, "data.limit=600", "trainer.max_epochs=2", "eval.baselines=false", "trainer.ckpt_every_n_steps=2"]
+    selfsup("train", *args, f"run.dir={tmp_path / 'straight'}")
+    killed = killed_run("step:4", *args, f"run.dir={tmp_path / 'killed'}")
+    assert killed.returncode == -signal.SIGKILL
+    ckpt = load_checkpoint_file(tmp_path / "killed" / "checkpoints" / "last.ckpt")
+    assert ckpt["global_step"] == 4 and ckpt["epoch"] == 0
+    selfsup("train", "--resume", tmp_path / "killed")
+    straight, resumed = read_eval(tmp_path / "straight"), read_eval(tmp_path / "killed")
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert resumed[key] == pytest.approx(straight[key], abs=1e-4), key
+    rows = {name: [(r["step"], r["train/loss"]) for r in csv.DictReader(open(tmp_path / name / "metrics.csv"))
+                   if r.get("train/loss")] for name in ("straight", "killed")}
+    assert rows["killed"] == rows["straight"]  # the same batches, in the same order, after the resume
+
+
 def test_resume_completes_a_run_whose_eval_did_not_run(tmp_path):
     run_dir = tmp_path / "noeval"
     assert killed_run("fit_end", *FAST, "trainer.max_steps=3", f"run.dir={run_dir}").returncode == -signal.SIGKILL
@@ -139,7 +163,8 @@ def test_two_ddp_processes_on_the_cpu(tmp_path):
                      "trainer.max_steps=3", *FAST[1:], f"run.dir={run_dir}")
     assert "knn.top1" in read_eval(run_dir)
     assert load_checkpoint_file(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 3
-    assert result.stdout.count("run folder:") == 1  # rank 0 alone evaluates and reports
+    # rank 0 alone names the run folder (first, and again after the results) and evaluates
+    assert result.stdout.count("run folder:") == 2 and result.stdout.startswith("run folder:")
 
 
 def test_bf16_mixed_precision(tmp_path):
@@ -161,11 +186,11 @@ def test_checkpoint_every_n_steps(tmp_path):
     seen = {}
 
     class Spy(L.Callback):
-        def on_train_batch_end(self, trainer, *args):
+        def on_train_batch_start(self, trainer, *args):
             if trainer.global_step == 2:
                 seen["step"] = load_checkpoint_file(tmp_path / "r" / "checkpoints" / "last.ckpt")["global_step"]
 
-    cfg = load_config(None, [*FAST, "trainer.max_epochs=1", "trainer.ckpt_every_n_steps=2", f"run.dir={tmp_path / 'r'}"])
+    cfg = compose_config(None, [*FAST, "trainer.max_epochs=1", "trainer.ckpt_every_n_steps=2", f"run.dir={tmp_path / 'r'}"])
     train(cfg, callbacks=[Spy()])
     assert seen["step"] == 2
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from selfsup.cli import main
-from selfsup.config import load_config
+from selfsup.engine.configure import compose_config
 from selfsup.engine.checkpoint import load_checkpoint_file
 from selfsup.engine.train import resume, train
 
@@ -95,9 +95,9 @@ class CrashAfterFirstEpoch(L.Callback):
 def test_moco_resumed_after_a_crash_ends_like_an_uninterrupted_run(tmp_path):
     # 300 samples, batch 64: 4 steps (256 keys) an epoch; the queue of 400 wraps in the second
     args = [*FAST, "data.limit=300", "trainer.max_epochs=2", "method.queue_size=400"]
-    straight = train(load_config("moco-fashion-mnist", [*args, f"run.dir={tmp_path / 'straight'}"]))
+    straight = train(compose_config("moco-fashion-mnist", [*args, f"run.dir={tmp_path / 'straight'}"]))
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train(load_config("moco-fashion-mnist", [*args, f"run.dir={tmp_path / 'crashed'}"]), callbacks=[CrashAfterFirstEpoch()])
+        train(compose_config("moco-fashion-mnist", [*args, f"run.dir={tmp_path / 'crashed'}"]), callbacks=[CrashAfterFirstEpoch()])
     mid = load_checkpoint_file(tmp_path / "crashed" / "checkpoints" / "last.ckpt")
     assert mid["epoch"] == 0 and int(mid["state_dict"]["method.queue.count"]) == 256
     resumed = resume(tmp_path / "crashed")

@@ -10,7 +10,7 @@ from selfsup.models.context_transformer import (
     random_context_mask,
     unpack_sequences,
 )
-from selfsup.models.environments import ActionFactors, draw_environment
+from selfsup.data.actions import ActionFactors, draw_environment
 
 
 def _model(seed=0, mask_prob=0.0, block_size=16, state_dim=6, action_dim=3):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from selfsup.cli import main
-from selfsup.config.loading import load_run_config
+from selfsup.engine.configure import run_config
 from selfsup.data import build_data
 from selfsup.engine.build import build_method
 from selfsup.engine.checkpoint import load_checkpoint_file
@@ -59,7 +59,7 @@ def test_rotcolor_recipe_reports_every_context_metric(rotcolor_run):
 
 def test_evaluation_reads_the_whole_trained_method(rotcolor_run):
     run_dir, _ = rotcolor_run
-    cfg = load_run_config(run_dir)
+    cfg = run_config(run_dir)
     method = build_method(cfg, build_data(cfg.data, int(cfg.seed)))
     state = load_checkpoint_file(run_dir / "checkpoints" / "last.ckpt")["state_dict"]
     assert not torch.equal(method.transformer.embed.weight, state["method.transformer.embed.weight"])

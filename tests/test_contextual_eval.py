@@ -10,7 +10,7 @@ from selfsup.eval.contextual import RecordedObjects, build_cache, context_curves
 from selfsup.eval.equivariance import RidgeProbe, pooled_r2
 from selfsup.eval.retrieval import chance_mrr_and_hits, mrr_and_hits, true_ranks
 from selfsup.models.context_transformer import ContextTransformer
-from selfsup.models.environments import ActionFactors
+from selfsup.data.actions import ActionFactors
 
 FACTORS = ActionFactors(ACTION_FACTORS)
 

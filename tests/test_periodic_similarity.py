@@ -1,4 +1,5 @@
 import math
+from fractions import Fraction
 
 import pytest
 import torch
@@ -104,6 +105,29 @@ def test_npsd_band_ignores_out_of_band_power():
     with_high = low + 3 * _sine(t, 12.0 / fps)
     assert npsd_similarity(low[None], with_high[None], fps, 0.25, 5.0).item() == pytest.approx(1.0)
     assert npsd_similarity(low[None], with_high[None], fps, 0.25, 15.0).item() < 0.2
+
+
+def test_npsd_keeps_the_nyquist_bin_at_t50_30fps():
+    # float32 bin frequencies put the top bin at 15.000000954 Hz, outside the 15 Hz band edge,
+    # so two series dominated by 15 Hz looked unrelated (similarity 0.0)
+    t, fps = 50, 30.0
+    nyquist = torch.cos(math.pi * torch.arange(t, dtype=torch.float64))  # +1, -1, ...: 15 Hz
+    x = torch.stack([nyquist, nyquist + 0.05 * _sine(t, 3.0 / fps)])
+    y = torch.stack([-3 * nyquist, 2 * nyquist + 0.05 * _sine(t, 7.0 / fps, 0.4)])
+    s = npsd_similarity(x, y, fps, 0.25, 15.0)
+    assert s[0, 0].item() == pytest.approx(1.0, abs=1e-9)
+    assert s.min().item() > 0.99
+
+
+@pytest.mark.parametrize("fps", [30.0, 25.0, 24.0, 12.5])
+def test_band_mask_keeps_the_top_bin_and_matches_exact_frequencies(fps):
+    for t in range(20, 121, 2):
+        assert band_mask(t, fps, 0.25, fps / 2)[-1].item(), f"Nyquist bin dropped at T={t}, {fps} fps"
+    for t in range(2, 121):  # each bin's frequency is the float nearest k * fps / T; band edges on bins
+        freqs = [float(Fraction(k) * Fraction(fps) / t) for k in range(t // 2 + 1)]
+        for low, high in ((0.25, fps / 2), (freqs[1], freqs[-1]), (freqs[t // 4], freqs[t // 4])):
+            expected = [low <= f <= high for f in freqs]
+            assert band_mask(t, fps, low, high).tolist() == expected, (t, low, high)
 
 
 def test_band_mask_and_errors_name_the_fix():

@@ -3,17 +3,8 @@ import pytest
 import torch
 
 from selfsup.augment.exemplar import ExemplarViews, random_rotation, rotate
-from selfsup.augment.patches import (
-    NEIGHBOUR_OFFSETS,
-    PatchGrid,
-    crop_patches,
-    doersch_grid,
-    drop_colour_channels,
-    jigsaw_tiles,
-    noroozi_grid,
-    relative_patch_pairs,
-    standardize_patches,
-)
+from selfsup.augment.patches import drop_colour_channels, jigsaw_tiles, relative_patch_pairs
+from selfsup.core.patches import NEIGHBOUR_OFFSETS, PatchGrid, crop_patches, doersch_grid, noroozi_grid, standardize_patches
 from selfsup.augment.permutations import max_hamming_permutations
 from selfsup.augment.rotation import rotate_quarter_turns, rotation_batch
 from selfsup.config.schema import AugmentConfig

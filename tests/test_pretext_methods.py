@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from selfsup.augment.patches import NEIGHBOUR_OFFSETS, crop_patches, standardize_patches
+from selfsup.core.patches import NEIGHBOUR_OFFSETS, crop_patches, standardize_patches
 from selfsup.augment.permutations import max_hamming_permutations
 from selfsup.config.schema import AugmentConfig, ModelConfig
 from selfsup.methods import MethodContext, resolve_method_params

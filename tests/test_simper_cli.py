@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from selfsup.config.loading import load_run_config
+from selfsup.engine.configure import run_config
 from selfsup.data import build_data
 from selfsup.engine.build import build_method
 from selfsup.engine.evaluate import capped, evaluate_run
@@ -105,7 +105,7 @@ def test_per_layer_probes_regress_the_frequency_from_every_pooled_stage(clips_ru
     # every stage again, a second way, for the trained encoder and for its initialisation (the
     # seeded method built afresh): each map averaged over its time and space axes by hand; the
     # per-frame series [N, T] has no channel axis and is probed as it is
-    cfg = load_run_config(clips_run)
+    cfg = run_config(clips_run)
     splits = build_data(cfg.data, int(cfg.seed))
     bank, test = capped(splits.train, cfg.eval.limit, int(cfg.seed)), capped(splits.test, cfg.eval.limit, int(cfg.seed) + 1)
 

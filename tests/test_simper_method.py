@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from selfsup.config.schema import AugmentConfig, ModelConfig
-from selfsup.eval.regression import embedding_by_target, regression_probe
+from selfsup.eval.plots import embedding_by_target
+from selfsup.eval.regression import regression_probe
 from selfsup.methods import METHODS, MethodContext, resolve_method_params
 from selfsup.models import InputSpec, build_encoder
 

@@ -23,17 +23,12 @@ def coin(n: int, p: float, g: torch.Generator, device) -> torch.Tensor:
     return torch.rand(n, generator=g, device=device) < p
 
 
-def random_resized_crop(
-    x: torch.Tensor,
-    g: torch.Generator,
-    scale: tuple[float, float] = (0.08, 1.0),
-    ratio: tuple[float, float] = (3 / 4, 4 / 3),
-    hflip_prob: float = 0.0,
-) -> torch.Tensor:
-    """Crop a random box of area fraction ~U(scale) and aspect ratio ~logU(ratio), resized back
-    to the input size (bilinear), optionally mirrored horizontally with ``hflip_prob``; one
-    affine resampling for the whole batch. Boxes that would leave the image are shrunk to fit."""
-    n, device = x.shape[0], x.device
+def crop_boxes(n: int, g: torch.Generator, scale: tuple[float, float], ratio: tuple[float, float],
+               device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``n`` random boxes of area fraction ~U(scale) and aspect ratio ~logU(ratio), as
+    (width, height, cx, cy) [n] each: half-sizes and centres in the normalised coordinates of
+    ``F.affine_grid`` (the image spans -1..1), so ``|cx| + width <= 1`` and
+    ``|cy| + height <= 1``: a box that would leave the image is shrunk to fit."""
     area = uniform(n, scale[0], scale[1], g, device)
     log_ratio = uniform(n, math.log(ratio[0]), math.log(ratio[1]), g, device)
     aspect = torch.exp(log_ratio)
@@ -41,13 +36,30 @@ def random_resized_crop(
     height = torch.sqrt(area / aspect).clamp(max=1.0)
     cx = (2 * torch.rand(n, generator=g, device=device) - 1) * (1 - width)
     cy = (2 * torch.rand(n, generator=g, device=device) - 1) * (1 - height)
+    return width, height, cx, cy
+
+
+def random_resized_crop(
+    x: torch.Tensor,
+    g: torch.Generator,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    hflip_prob: float = 0.0,
+    size: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Crop a random box (:func:`crop_boxes`) resized to ``size`` (h, w; default the input's)
+    by bilinear resampling, optionally mirrored horizontally with ``hflip_prob``; one affine
+    resampling for the whole batch."""
+    n, device = x.shape[0], x.device
+    width, height, cx, cy = crop_boxes(n, g, scale, ratio, device)
     flip = torch.where(coin(n, hflip_prob, g, device), -1.0, 1.0)
     theta = torch.zeros(n, 2, 3, device=device, dtype=x.dtype)
     theta[:, 0, 0] = width * flip
     theta[:, 0, 2] = cx
     theta[:, 1, 1] = height
     theta[:, 1, 2] = cy
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    out_shape = list(x.shape) if size is None else [n, x.shape[1], *size]
+    grid = F.affine_grid(theta, out_shape, align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
@@ -136,3 +148,12 @@ def gaussian_blur(x: torch.Tensor, g: torch.Generator, p: float, sigma: tuple[fl
     flat = F.conv2d(F.pad(flat, (pad, pad, 0, 0), mode="reflect"), kernel.view(n * c, 1, 1, k), groups=n * c)
     flat = F.conv2d(F.pad(flat, (0, 0, pad, pad), mode="reflect"), kernel.view(n * c, 1, k, 1), groups=n * c)
     return torch.where(per_sample(coin(n, p, g, device)), flat.view(n, c, h, w), x)
+
+
+def solarize(x: torch.Tensor, g: torch.Generator, p: float, threshold: float = 0.5) -> torch.Tensor:
+    """With probability p per sample, invert the pixels at or above ``threshold``:
+    x -> 1 - x where x >= threshold (BYOL, Grill et al. 2020, appendix B: threshold 0.5)."""
+    if p <= 0:
+        return x
+    solarized = torch.where(x >= threshold, 1 - x, x)
+    return torch.where(per_sample(coin(x.shape[0], p, g, x.device)), solarized, x)

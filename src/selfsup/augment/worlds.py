@@ -3,7 +3,7 @@
 Gupta, Wang, Wang, Jaakkola, Jegelka. "In-Context Symmetries: Self-Supervised Learning through
 Contextual World Models", NeurIPS 2024. A world knows the transformations of one kind of data:
 it draws them per sample from a ``torch.Generator``, applies them on the device, and returns the
-action between the two views (by named factors, see :mod:`selfsup.models.environments`) and the
+action between the two views (by named factors, see :mod:`selfsup.data.actions`) and the
 absolute parameters of the second view (the auxiliary predictor's target).
 
 - :class:`RotColorWorld` (``rotcolor-mnist``): two fresh renders of each canonical digit, with
@@ -23,7 +23,7 @@ import torch
 
 from selfsup.augment.tabular import corrupt_features
 from selfsup.data.rotcolor import absolute_params, draw_view_params, relative_action, render
-from selfsup.models.environments import NONE, ActionFactors
+from selfsup.data.actions import NONE, ActionFactors
 
 
 @dataclass

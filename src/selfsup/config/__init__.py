@@ -5,8 +5,6 @@ from selfsup.config.loading import (
     check_keys,
     closest_keys_message,
     list_recipes,
-    load_config,
-    load_run_config,
 )
 from selfsup.config.schema import (
     AugmentConfig,
@@ -20,6 +18,6 @@ from selfsup.config.schema import (
 
 __all__ = [
     "DEFAULT_RECIPE", "ConfigError", "check_keys", "closest_keys_message", "list_recipes",
-    "load_config", "load_run_config", "AugmentConfig", "Config", "DataConfig", "EvalConfig",
+    "AugmentConfig", "Config", "DataConfig", "EvalConfig",
     "ModelConfig", "OptimConfig", "RunConfig",
 ]

@@ -101,15 +101,3 @@ def build_config(*layers: Mapping[str, Any]) -> DictConfig:
             key = getattr(err, "full_key", None) or "?"
             raise ConfigError(f"config key {key!r}: {err.msg if hasattr(err, 'msg') else err}") from None
     return cfg
-
-
-def load_config(recipe: str | None = None, overrides: Iterable[str] = ()) -> DictConfig:
-    """The config of ``selfsup train [RECIPE] [key=value ...]``."""
-    return build_config(recipe_values(recipe or DEFAULT_RECIPE), parse_overrides(overrides))
-
-
-def load_run_config(run_dir: str | Path) -> DictConfig:
-    path = Path(run_dir) / "config.yaml"
-    if not path.exists():
-        raise ConfigError(f"{path} not found: is {run_dir} a run folder made by `selfsup train`?")
-    return build_config(read_yaml(path))

@@ -33,7 +33,7 @@ import torch
 from selfsup.config.schema import DataConfig
 from selfsup.data.base import ArrayDataset, RawSplits
 from selfsup.data.images import held_out_splits
-from selfsup.data.registry import DatasetNotFound, register_dataset
+from selfsup.data.registry import DatasetNotFound, dataset
 
 WHEEL_GLOB = "fairness-0.1.8*.whl"
 MEMBER = "fairness/data/raw/adult.csv"
@@ -120,8 +120,8 @@ def encode(rows: list[dict[str, str]]) -> tuple[np.ndarray, np.ndarray, dict]:
     return np.stack(columns, axis=1).astype(np.float32), labels, info
 
 
-@register_dataset("adult", "UCI Adult (train split, 32,561 people) from the fairness 0.1.8 wheel: income > 50K, "
-                           "sensitive attribute sex")
+@dataset("UCI Adult (train split, 32,561 people) from the fairness 0.1.8 wheel: income > 50K, "
+         "sensitive attribute sex")
 def adult(cfg: DataConfig, seed: int) -> RawSplits:
     features, labels, info = encode(read_rows(*find_adult_csv(cfg)))
     x = torch.from_numpy(features)

@@ -25,6 +25,8 @@ class IndexedDataset(Dataset):
 
     labels: torch.Tensor
     targets: dict[str, torch.Tensor]
+    reads_files = False  # inputs decoded from files on load: loaders default to worker processes
+    stats_samples = 10_000  # samples read for the channel statistics (fewer where loading is costly)
 
     def __len__(self) -> int:
         return len(self.labels)

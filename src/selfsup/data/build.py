@@ -11,13 +11,12 @@ from selfsup.data.registry import DATASETS
 from selfsup.data.splits import keep_labelled_fraction, split_off, stratified_indices
 
 log = logging.getLogger(__name__)
-STATS_SAMPLES = 10_000
 
 
 def channel_stats(dataset: IndexedDataset, kind: str, seed: int) -> tuple[tuple, tuple]:
     """Per-channel mean and std of (a seeded sample of) the inputs; images on the 0..1 scale."""
     g = torch.Generator().manual_seed(seed)
-    index = torch.randperm(len(dataset), generator=g)[:STATS_SAMPLES]
+    index = torch.randperm(len(dataset), generator=g)[:dataset.stats_samples]
     x = dataset.load(index).float()
     if kind == "image":
         x = x / 255.0
@@ -26,12 +25,23 @@ def channel_stats(dataset: IndexedDataset, kind: str, seed: int) -> tuple[tuple,
     return tuple(x.mean(1).tolist()), tuple(x.std(1).clamp_min(1e-6).tolist())
 
 
+def check_data_config(cfg: DataConfig) -> None:
+    """Ranges every dataset relies on, checked before any file is read."""
+    if cfg.image_size is not None and cfg.image_size <= 0:
+        raise ValueError(f"data.image_size must be a positive number of pixels (or unset for the dataset's "
+                         f"default), got {cfg.image_size}")
+    if cfg.num_workers is not None and cfg.num_workers < 0:
+        raise ValueError(f"data.num_workers must be >= 0 (0 = load in the main process) or unset for the "
+                         f"machine's cores, got {cfg.num_workers}")
+
+
 def build_data(cfg: DataConfig, seed: int) -> DataSplits:
     """The dataset named by ``cfg.name``, with ``data.limit`` (stratified), the validation split
     (``data.val_fraction``) and ``data.labelled_fraction`` applied, all seeded by ``seed``.
 
     The method pre-trains on every training sample; the validation part only has its labels
     hidden, so the online probe never trains on them."""
+    check_data_config(cfg)
     raw = DATASETS.get(cfg.name).build(cfg, seed)
     train = raw.train
     if cfg.limit is not None:

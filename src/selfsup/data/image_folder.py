@@ -1,9 +1,39 @@
-"""``image-folder``: images on disk, loaded lazily and resized to ``data.image_size``.
+"""``image-folder``: your own images, found recursively under ``data.root``, decoded on load.
 
-Layouts under ``data.root``:
-- ``train/`` and ``test/`` (or ``val/``) folders, each of class subfolders;
-- class subfolders: a seeded stratified ``data.test_fraction`` is held out for testing;
-- a flat folder of images: unlabelled (label -1), with a held-out test fraction.
+Layouts and labels (see :mod:`selfsup.data.file_index`): class folders (the first folder level
+under the root is the class; images lying at the root are unlabelled, -1, and used for
+self-supervised training), ``train/`` + ``test/`` (or ``val/``) folders of class folders, a flat
+folder (all unlabelled), or any layout labelled by ``data.labels=<file.csv>`` (``path,label``).
+Without a test folder a seeded, stratified ``data.test_fraction`` is held out. Each dataset
+keeps the path of every sample relative to the root in ``.paths`` (``info["root"]`` is the
+root), so embeddings can be written next to their file names.
+
+Size, never distorted: the short side is resized (PIL, bilinear with antialiasing) and the
+centre square cropped, to ``data.image_size`` px. Its default (None): the native size when
+every image is at most 64 px and all share one size (the short side of that size), else 224
+(lightly's convention for natural images). JPEGs are decoded at a reduced DCT scale that
+stays at least that size (PIL's ``draft``), so random-resized crops come from a real image
+of at least the training resolution.
+
+Channels: grey (1 channel) if every image is grey (modes 1, L, LA, I;16*, I, F), else RGB
+(3 channels; grey images replicated; a colour image in a grey dataset, possible only beyond the
+probed sample, becomes its luma).
+Modes are converted with their value range preserved:
+- ``I;16`` / ``I;16B`` / ``I;16L`` (16-bit PNG and TIFF) and ``I`` (32-bit integers, how older
+  PIL opens 16-bit PNGs): 16-bit values scaled to 8 bits by ``x >> 8`` (0..65535 -> 0..255;
+  PIL's own ``convert("L")`` would clip them to 0/255);
+- ``F`` (32-bit float): values in [0, 1] scaled by 255, otherwise clipped to 0..255;
+- ``1``: 0/255; ``P`` (palette): its colours; ``CMYK``, ``YCbCr``: converted to RGB;
+- an alpha channel or a transparent palette colour (``RGBA``, ``LA``, ``PA``, ``P`` with
+  ``transparency``): composited on white, as the image shows on a white page.
+
+Validation stays cheap at start-up: headers (never pixels) of up to 10,000 images (a fixed
+seeded sample of larger folders) are read to find their size and mode. A file that fails
+there or later when decoded (a truncated JPEG, a PIL decompression bomb above
+``PIL.Image.MAX_IMAGE_PIXELS``) is an error naming the file and the fix, or, with
+``data.skip_bad=true``, skipped: at start-up it leaves the index; at load time (in any worker
+process) it is replaced by the next readable sample of the split, image and label, and
+named once per process in a warning.
 """
 from __future__ import annotations
 
@@ -12,123 +42,145 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from selfsup.config.schema import DataConfig
-from selfsup.data.base import UNLABELLED, IndexedDataset, RawSplits
-from selfsup.data.registry import DatasetNotFound, register_dataset
+from selfsup.data.base import RawSplits
+from selfsup.data.file_index import FileDataset, UnreadableFile, index_folder
+from selfsup.data.registry import DatasetNotFound, dataset
 from selfsup.data.splits import split_off
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-DEFAULT_IMAGE_SIZE = 64
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+BACKGROUND = (255, 255, 255, 255)  # transparent pixels are composited on white
+NATIVE_MAX, NATURAL_SIZE = 64, 224  # default data.image_size: native up to 64 px, else 224
+PROBE_FILES = 10_000  # image headers read at start-up (a seeded sample of larger folders)
 
 
-class FileDataset(IndexedDataset):
-    """Images read from files on demand, converted to ``mode`` ('L' or 'RGB'), resized square."""
+def unreadable(path: Path, err: BaseException) -> UnreadableFile:
+    hint = (" (above PIL's decompression-bomb limit, PIL.Image.MAX_IMAGE_PIXELS; raise it if you trust the file)"
+            if isinstance(err, Image.DecompressionBombError) else "")
+    return UnreadableFile("image", path, err, hint)
 
-    def __init__(self, paths: list[Path], labels: torch.Tensor, image_size: int, mode: str):
-        self.paths, self.labels = list(paths), torch.as_tensor(labels, dtype=torch.long)
-        self.image_size, self.mode = image_size, mode
-        self.targets = {}
 
-    def read(self, path: Path) -> torch.Tensor:
+def to_8bit(image: Image.Image, grey: bool) -> Image.Image:
+    """Any PIL mode -> 8-bit 'L' (grey) or 'RGB', value range preserved (module docstring)."""
+    if image.mode in SIXTEEN_BIT_MODES:
+        values = np.clip(np.asarray(image), 0, 65535).astype(np.uint32) >> 8
+        image = Image.fromarray(values.astype(np.uint8), "L")
+    elif image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        if values.size and values.min() >= 0 and values.max() <= 1:
+            values = values * 255
+        image = Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8), "L")
+    elif image.has_transparency_data:
+        image = Image.alpha_composite(Image.new("RGBA", image.size, BACKGROUND), image.convert("RGBA"))
+    target = "L" if grey else "RGB"
+    return image if image.mode == target else image.convert(target)
+
+
+def centre_square(image: Image.Image, size: int) -> Image.Image:
+    """Short side resized to ``size`` and the centre square cropped, in one resampling."""
+    w, h = image.size
+    if (w, h) == (size, size):
+        return image
+    side = min(w, h)
+    left, top = (w - side) / 2, (h - side) / 2
+    return image.resize((size, size), Image.BILINEAR, box=(left, top, left + side, top + side))
+
+
+def decode(path: Path, size: int, grey: bool) -> np.ndarray:
+    """uint8 [size, size] (grey) or [size, size, 3] pixels of one file; UnreadableFile if it fails."""
+    try:
+        with Image.open(path) as image:
+            image.draft("L" if grey else "RGB", (size, size))  # JPEG: decode at a scale still >= size
+            return np.array(centre_square(to_8bit(image, grey), size))
+    except Exception as err:  # PIL's format plugins raise many types on malformed files
+        raise unreadable(path, err) from err
+
+
+def probe(path: Path) -> tuple[tuple[int, int], bool]:
+    """(width, height) and whether the image is grey, from its header only."""
+    try:
+        with Image.open(path) as image:
+            return image.size, image.mode in GREY_MODES
+    except Exception as err:  # as in decode
+        raise unreadable(path, err) from err
+
+
+class ImageFiles(FileDataset):
+    """Images read from ``root / paths[i]`` on load: uint8 [C, size, size], C = 1 if ``grey`` else 3."""
+
+    stats_samples = 512
+
+    def __init__(self, root: Path, paths: list[str], labels, targets: dict | None, skip_bad: bool, size: int,
+                 grey: bool):
+        super().__init__(root, paths, labels, targets, skip_bad)
+        self.size, self.grey = int(size), bool(grey)
+
+    def options(self) -> dict:
+        return {"size": self.size, "grey": self.grey}
+
+    def read(self, i: int) -> torch.Tensor:
+        pixels = torch.from_numpy(decode(self.root / self.paths[i], self.size, self.grey))
+        return pixels[None] if self.grey else pixels.permute(2, 0, 1)
+
+
+def probe_files(root: Path, paths: list[str], skip_bad: bool) -> tuple[list[bool], list[tuple[int, int]], list[bool]]:
+    """(readable mask over ``paths``, sizes and greyness of the probed readable ones). Probes
+    every file up to PROBE_FILES, else a fixed seeded sample (the rest is checked on load)."""
+    probed = range(len(paths)) if len(paths) <= PROBE_FILES else \
+        np.sort(np.random.default_rng(0).choice(len(paths), PROBE_FILES, replace=False)).tolist()
+    keep, sizes, greys, bad = [True] * len(paths), [], [], []
+    for i in probed:
         try:
-            with Image.open(path) as image:
-                image = image.convert(self.mode).resize((self.image_size, self.image_size), Image.BILINEAR)
-                array = np.asarray(image, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError) as err:
-            raise ValueError(f"cannot read image {path}: {err}. Remove or replace the file, "
-                             "or set data.skip_bad=true to skip unreadable files") from err
-        array = array[:, :, None] if array.ndim == 2 else array
-        return torch.from_numpy(array.copy()).permute(2, 0, 1)
-
-    def load(self, indices: torch.Tensor) -> torch.Tensor:
-        return torch.stack([self.read(self.paths[i]) for i in indices.tolist()])
-
-    def take(self, indices) -> "FileDataset":
-        index = torch.as_tensor(indices, dtype=torch.long)
-        return FileDataset([self.paths[i] for i in index.tolist()], self.labels[index], self.image_size, self.mode)
-
-    def with_labels(self, labels: torch.Tensor) -> "FileDataset":
-        return FileDataset(self.paths, labels, self.image_size, self.mode)
-
-
-def image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def class_folders(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def labelled_files(folder: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
-    paths, labels = [], []
-    for k, name in enumerate(classes):
-        if (folder / name).is_dir():
-            files = image_files(folder / name)
-            paths += files
-            labels += [k] * len(files)
-    return paths, labels
-
-
-def readable(paths: list[Path], labels: list[int], skip_bad: bool) -> tuple[list[Path], list[int]]:
-    """Check every file opens as an image; a bad one is an error naming it, or skipped and counted."""
-    good_paths, good_labels, bad = [], [], []
-    for path, label in zip(paths, labels):
-        try:
-            with Image.open(path) as image:
-                image.verify()
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
+            size, grey = probe(root / paths[i])
+        except UnreadableFile:
             if not skip_bad:
-                raise ValueError(f"cannot read image {path}: {err}. Remove or replace the file, "
-                                 "or set data.skip_bad=true to skip unreadable files") from err
-            bad.append(path)
+                raise
+            keep[i] = False
+            bad.append(paths[i])
             continue
-        good_paths.append(path)
-        good_labels.append(label)
+        sizes.append(size)
+        greys.append(grey)
     if bad:
         log.warning("data.skip_bad: skipped %d unreadable image(s), e.g. %s", len(bad), bad[0])
-    return good_paths, good_labels
+    return keep, sizes, greys
 
 
-def colour_mode(paths: list[Path]) -> str:
-    """'L' when the first images are all greyscale, else 'RGB'."""
-    for path in paths[:50]:
-        try:
-            with Image.open(path) as image:
-                if image.mode not in ("L", "1", "I;16", "I"):
-                    return "RGB"
-        except (OSError, UnidentifiedImageError):
-            continue
-    return "L"
+def default_image_size(sizes: list[tuple[int, int]]) -> int:
+    """The native size (short side) when every image is at most 64 px and all share one size, else 224."""
+    if len(set(sizes)) == 1 and max(sizes[0]) <= NATIVE_MAX:
+        return min(sizes[0])
+    return NATURAL_SIZE
 
 
-@register_dataset("image-folder", "your images (data.root): class subfolders, train/ + test/ folders, or a flat folder")
+@dataset("your images (data.root, recursive): class folders (loose images unlabelled), train/ + test/, flat "
+         "(unlabelled) or data.labels=<csv>; short side resized + centre-cropped to data.image_size (default: "
+         "native if all <= 64 px and one size, else 224)")
 def image_folder(cfg: DataConfig, seed: int) -> RawSplits:
     if not cfg.root:
         raise DatasetNotFound("image-folder needs data.root=<folder of images or class subfolders>")
-    root = Path(cfg.root).expanduser()
-    if not root.is_dir():
-        raise DatasetNotFound(f"data.root {root} is not a folder")
-    size = cfg.image_size or DEFAULT_IMAGE_SIZE
-    test_dir = next((root / n for n in ("test", "val") if (root / n).is_dir()), None)
-    if (root / "train").is_dir() and test_dir is not None:
-        classes = sorted({p.name for d in (root / "train", test_dir) for p in class_folders(d)})
-        train_files = readable(*labelled_files(root / "train", classes), cfg.skip_bad)
-        test_files = readable(*labelled_files(test_dir, classes), cfg.skip_bad)
-        mode = colour_mode(train_files[0])
-        train = FileDataset(*train_files, size, mode)
-        test = FileDataset(*test_files, size, mode)
-        return RawSplits(train, test, num_classes=len(classes), class_names=classes)
-    classes = [p.name for p in class_folders(root)]
-    if classes:
-        paths, labels = readable(*labelled_files(root, classes), cfg.skip_bad)
+    index = index_folder(Path(cfg.root).expanduser(), IMAGE_SUFFIXES, cfg.labels, "image")
+    paths = index.train + (index.test or [])
+    labels = index.train_labels + (index.test_labels or [])
+    keep, sizes, greys = probe_files(index.root, paths, cfg.skip_bad)
+    if sum(keep[:len(index.train)]) < 2:
+        raise DatasetNotFound(f"data.root {index.root} holds {sum(keep[:len(index.train)])} readable training "
+                              "image(s); need at least 2")
+    size = cfg.image_size or default_image_size(sizes)
+    grey = all(greys)
+    log.info("image-folder: %s images of %d x %d px%s", "grey" if grey else "RGB", size, size,
+             "" if cfg.image_size else " (data.image_size default: native if all <= 64 px and one size, else 224)")
+    everything = ImageFiles(index.root, [p for p, k in zip(paths, keep) if k], [y for y, k in zip(labels, keep) if k],
+                            None, cfg.skip_bad, size, grey)
+    n_train = sum(keep[:len(index.train)])
+    if index.test is not None:
+        train, test = everything.take(range(n_train)), everything.take(range(n_train, len(everything)))
     else:
-        paths = image_files(root)
-        paths, labels = readable(paths, [UNLABELLED] * len(paths), cfg.skip_bad)
-    if len(paths) < 2:
-        raise DatasetNotFound(f"data.root {root} holds {len(paths)} readable image(s); need at least 2")
-    everything = FileDataset(paths, torch.tensor(labels), size, colour_mode(paths))
-    keep, held = split_off(everything.labels, cfg.test_fraction, seed)
-    return RawSplits(everything.take(keep), everything.take(held), num_classes=len(classes), class_names=classes)
+        kept, held = split_off(everything.labels, cfg.test_fraction, seed)
+        train, test = everything.take(kept), everything.take(held)
+    return RawSplits(train, test, num_classes=len(index.class_names), class_names=index.class_names,
+                     info={"root": str(index.root), "image_size": size})

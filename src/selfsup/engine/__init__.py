@@ -1,6 +1,3 @@
-"""Training on Lightning: the module every method runs in, checkpoints, the run folder."""
-from selfsup.engine.build import build_method, resolve_config
-from selfsup.engine.module import SSLModule
-from selfsup.engine.train import resume, train
-
-__all__ = ["build_method", "resolve_config", "SSLModule", "resume", "train"]
+"""Training on Lightning: the run folder (:mod:`selfsup.engine.run`), configs
+(:mod:`~selfsup.engine.configure`), the module every method runs in, checkpoints, training
+(:mod:`~selfsup.engine.train`) and the evaluation of a run (:mod:`~selfsup.engine.evaluate`)."""

@@ -1,50 +1,34 @@
 """From a config to data, method and Lightning module; the trainer's config section."""
 from __future__ import annotations
 
-import inspect
-
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from selfsup.config.loading import ConfigError, closest_keys_message
 from selfsup.data import DataSplits, make_loader
-from selfsup.methods import Method, MethodContext, method_config_with_defaults, resolve_method_params
+from selfsup.engine.configure import SELFSUP_TRAINER_KEYS
+from selfsup.methods import Method, MethodContext, resolve_method_params
 from selfsup.models import InputSpec, build_encoder
 
-TRAINER_DEFAULTS = {
-    "max_epochs": 10,
-    "max_steps": -1,
-    "accelerator": "auto",
-    "devices": 1,
-    "strategy": "auto",
-    "precision": "32-true",
-    "log_every_n_steps": 50,
-    "enable_progress_bar": True,
-    "ckpt_every_n_steps": None,  # selfsup's own: also checkpoint every n optimiser steps
-}
-SELFSUP_TRAINER_KEYS = {"ckpt_every_n_steps"}
-MANAGED_TRAINER_KEYS = {"callbacks", "logger", "plugins", "default_root_dir", "enable_checkpointing",
-                        "use_distributed_sampler", "self"}
+
+def lightning_trainer_kwargs(cfg: DictConfig, pretrain_samples: int) -> dict:
+    """``trainer.*`` for Lightning. A run shorter than 10 x ``log_every_n_steps`` logs more often
+    (at least 10 points per curve; every step of a very short run)."""
+    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.trainer).items() if k not in SELFSUP_TRAINER_KEYS}
+    steps = planned_steps(cfg, pretrain_samples)
+    kwargs["log_every_n_steps"] = max(1, min(int(kwargs["log_every_n_steps"]), steps // 10))
+    kwargs.setdefault("enable_model_summary", False)
+    return kwargs
 
 
-def valid_trainer_keys() -> set[str]:
-    return (set(inspect.signature(L.Trainer.__init__).parameters) - MANAGED_TRAINER_KEYS) | SELFSUP_TRAINER_KEYS
-
-
-def resolve_config(cfg: DictConfig) -> DictConfig:
-    """The fully resolved config: method and trainer sections validated and defaults filled."""
-    valid = valid_trainer_keys()
-    for key in cfg.trainer:
-        if key not in valid:
-            raise ConfigError(closest_keys_message(f"trainer.{key}", [f"trainer.{k}" for k in valid]))
-    out = cfg.copy()
-    out.trainer = {**TRAINER_DEFAULTS, **OmegaConf.to_container(cfg.trainer)}
-    out.method = method_config_with_defaults(OmegaConf.to_container(cfg.method))
-    return out
-
-
-def lightning_trainer_kwargs(cfg: DictConfig) -> dict:
-    return {k: v for k, v in OmegaConf.to_container(cfg.trainer).items() if k not in SELFSUP_TRAINER_KEYS}
+def planned_steps(cfg: DictConfig, pretrain_samples: int) -> int:
+    """Optimiser steps the trainer will take: ``max_steps`` if set, else epochs x full batches."""
+    t = cfg.trainer
+    world = int(t.devices) * int(t.get("num_nodes", 1) or 1) if isinstance(t.devices, int) and t.devices > 0 else 1
+    per_epoch = max(1, pretrain_samples // max(1, int(cfg.data.batch_size) * world))
+    by_epochs = per_epoch * int(t.max_epochs) if t.max_epochs not in (None, -1) else None
+    if t.max_steps not in (None, -1):
+        return int(t.max_steps) if by_epochs is None else min(int(t.max_steps), by_epochs)
+    return by_epochs or per_epoch
 
 
 def input_spec(splits: DataSplits) -> InputSpec:
@@ -70,7 +54,7 @@ class SplitsDataModule(L.LightningDataModule):
     def _loader(self, dataset, shuffle: bool, drop_last: bool):
         trainer = self.trainer
         batch = min(int(self.cfg.data.batch_size), len(dataset) // max(1, trainer.world_size)) or 1
-        return make_loader(dataset, batch, shuffle, int(self.cfg.seed), drop_last, int(self.cfg.data.num_workers),
+        return make_loader(dataset, batch, shuffle, int(self.cfg.seed), drop_last, self.cfg.data.num_workers,
                            trainer.global_rank, trainer.world_size)
 
     def train_dataloader(self):

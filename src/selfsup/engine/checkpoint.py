@@ -1,6 +1,7 @@
 """Checkpoints: written atomically (temp file + rename), read without unpickling code."""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -30,6 +31,13 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         raise
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temp file beside ``path``, then rename it over ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict:
     """A checkpoint as a dict, read with ``weights_only=True``; a corrupt file is an error
     naming it."""
@@ -55,19 +63,30 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class RunCheckpoints(L.Callback):
     """Write ``checkpoints/last.ckpt`` at every epoch end and, with ``every_n_steps``, every
-    n optimiser steps; the file always holds the newest complete state."""
+    n optimiser steps; the file always holds the newest complete state whose weights are all
+    finite."""
 
     def __init__(self, folder: Path, every_n_steps: int | None = None):
         self.path = Path(folder) / LAST
         self.every_n_steps = every_n_steps
+        self.saved_step = -1
 
     def save(self, trainer: L.Trainer) -> None:
         for logger in trainer.loggers:  # metrics up to this state reach the disk with it
             logger.save()
+        if not all(bool(torch.isfinite(p).all()) for p in trainer.lightning_module.parameters()):
+            return  # a diverged state never replaces the last finite one (the NaN-loss error points at it)
         trainer.save_checkpoint(self.path, weights_only=False)  # full state: optimiser, schedule, loops
+        self.saved_step = trainer.global_step
+        if trainer.is_global_zero:  # what the checkpoint holds, readable without loading it
+            info = {"global_step": int(trainer.global_step), "epoch": int(trainer.current_epoch)}
+            atomic_write_text(self.path.with_suffix(".json"), json.dumps(info) + "\n")
 
-    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
-        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+    def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
+        # the state after step n, saved before step n + 1 starts: by then step n's metrics are
+        # logged, so metrics.csv on disk matches the checkpoint
+        step = trainer.global_step
+        if self.every_n_steps and step > 0 and step % self.every_n_steps == 0 and step != self.saved_step:
             self.save(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

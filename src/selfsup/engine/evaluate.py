@@ -1,22 +1,25 @@
-"""``selfsup eval RUN_DIR``: evaluate a run folder (probes from selfsup.eval) into eval.json + report.md."""
+"""``selfsup eval RUN_DIR``: evaluate a run folder (probes from selfsup.eval) into eval.json + report.md.
+
+eval.json is merged, never replaced: an evaluation writes the keys it computed and keeps the
+others; eval_protocol.json records for every key how it was computed (the evaluation, the
+checkpoint step, the bank and test sizes, ``eval.limit``)."""
 from __future__ import annotations
 
 import copy
 import logging
+import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
-from selfsup.config.loading import build_config, parse_overrides, read_yaml
-from selfsup.data import build_data
+
 from selfsup.data.base import IndexedDataset
 from selfsup.data.splits import stratified_indices
 from selfsup.engine.build import build_method
 from selfsup.engine.checkpoint import load_checkpoint_file
-from selfsup.engine.run_dir import checkpoint_path, write_json
-from selfsup.eval import standard as _standard  # noqa: F401  (registers knn and linear)
-from selfsup.eval import regression as _regression  # noqa: F401  (registers regression)
-from selfsup.eval.context import EVALUATIONS, EvalContext
+from selfsup.engine.run import Run, read_json, write_json
+from selfsup.eval.context import EvalContext
+from selfsup.eval.registry import EVALUATIONS
 from selfsup.eval.report import write_report
 from selfsup.methods import Method
 
@@ -31,44 +34,56 @@ def capped(dataset: IndexedDataset, limit: int | None, seed: int) -> IndexedData
     return dataset.take(stratified_indices(dataset.labels, limit, seed))
 
 
-def load_trained_method(method: Method, run_dir: Path) -> Method:
+def load_trained_method(method: Method, run: Run | str | Path) -> Method:
     """``method`` (encoder, heads, and e.g. ContextSSL's transformer) with the weights of the
     run's last checkpoint, in eval mode."""
-    state = load_checkpoint_file(checkpoint_path(run_dir))["state_dict"]
+    path = run.checkpoint_path if isinstance(run, Run) else Path(run) / "checkpoints" / "last.ckpt"
+    state = load_checkpoint_file(path)["state_dict"]
     method.load_state_dict({k[len(METHOD_PREFIX):]: v for k, v in state.items() if k.startswith(METHOD_PREFIX)})
     return method.eval()
 
 
 def evaluate_run(
-    run_dir: str | Path,
+    run: Run | str | Path,
     overrides: Sequence[str] = (),
     evaluations: Iterable[str] = (),
     options: dict | None = None,
 ) -> dict:
     """Evaluate the run's trained encoder (and the baselines) with the standard protocol plus
-    the named ``evaluations`` (and those its method asks for); writes RUN_DIR/eval.json and
-    report.md and returns the results."""
-    run_dir = Path(run_dir)
-    cfg = build_config(read_yaml(run_dir / "config.yaml"), parse_overrides(overrides))
-    seed = int(cfg.seed)
-    splits = build_data(cfg.data, seed)
+    the named ``evaluations`` (and those its method declares); merges the results into
+    RUN_DIR/eval.json, writes report.md and returns this evaluation's results."""
+    run = Run.open(run, overrides)
+    with run.writing():
+        return evaluate(run, evaluations, options)
+
+
+def evaluate(run: Run, evaluations: Iterable[str], options: dict | None) -> dict:
+    cfg, seed = run.cfg, int(run.cfg.seed)
+    splits = run.splits()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     method = build_method(cfg, splits)  # seeded: its encoder is the trained one's initialisation
     encoders = {"random_init": copy.deepcopy(method.encoder).eval()} if cfg.eval.baselines else {}
-    encoders["trained"] = load_trained_method(method, run_dir).encoder
+    encoders["trained"] = load_trained_method(method, run).encoder
     ctx = EvalContext(
-        cfg=cfg, run_dir=run_dir, splits=splits,
+        cfg=cfg, run_dir=run.dir, splits=splits,
         bank=capped(splits.train, cfg.eval.limit, seed), test=capped(splits.test, cfg.eval.limit, seed + 1),
         encoders=encoders, device=device, options=dict(options or {}), method=method,
     )
-    method_evaluations = getattr(method, "evaluations", ())
     data_evaluations = ("regression",) if splits.info.get("target") else ()  # datasets with a continuous target
-    names = list(dict.fromkeys([*STANDARD, *data_evaluations, *method_evaluations, *evaluations]))
+    names = list(dict.fromkeys([*STANDARD, *data_evaluations, *type(method).evaluations, *evaluations]))
     results: dict = {}
-    for name in names:
-        log.info("evaluating: %s", name)
-        results.update(EVALUATIONS.get(name)(ctx))
-    results = {k: float(v) for k, v in sorted(results.items())}
-    write_json(run_dir / "eval.json", results)
-    write_report(ctx, results)
-    return results
+    protocol: dict = {}
+    step = run.checkpoint_step()
+    for i, name in enumerate(names, 1):
+        log.info("evaluating %d/%d: %s", i, len(names), name)
+        out = {k: float(v) for k, v in EVALUATIONS.get(name).run(ctx).items()}
+        results.update(out)
+        stamp = {"evaluation": name, "step": step, "bank": len(ctx.bank), "test": len(ctx.test),
+                 "limit": cfg.eval.limit, "at": time.strftime("%Y-%m-%d %H:%M:%S")}
+        protocol.update({key: stamp for key in out})
+    merged = {**read_json(run.eval_path), **results}
+    write_json(run.eval_path, dict(sorted(merged.items())))
+    write_json(run.dir / "eval_protocol.json", {**read_json(run.dir / "eval_protocol.json"), **protocol})
+    # every evaluation's report section, each shown when eval.json holds its keys (from this run or an earlier one)
+    write_report(ctx, merged, [EVALUATIONS.get(name) for name in EVALUATIONS.names()], run.training())
+    return dict(sorted(results.items()))

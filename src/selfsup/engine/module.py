@@ -1,14 +1,19 @@
 """The Lightning module every method trains in: views, loss, online probe, diagnostics."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import lightning as L
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from selfsup.engine.optim import WarmupCosine, build_optimizer
+from selfsup.data.splits import stratified_indices
+from selfsup.engine.optim import WarmupCosine, build_optimizer, group_lr, scheduled_weight_decay, set_weight_decay
 from selfsup.eval.diagnostics import embedding_std, effective_rank
+from selfsup.eval.knn import knn_predict
 from selfsup.methods.base import Method
 
 
@@ -32,6 +37,7 @@ class SSLModule(L.LightningModule):
         self.method = method
         self.probe = nn.Linear(method.encoder.feature_dim, num_classes) if num_classes > 0 else None
         self.channels_last = bool(cfg.model.channels_last) and method.ctx.spec.kind == "image"
+        self.knn_bank: tuple[torch.Tensor, torch.Tensor] | None = None  # the kNN monitor's, each validation
 
     # -- data on the device -------------------------------------------------------------
     def step_generator(self) -> torch.Generator:
@@ -65,14 +71,10 @@ class SSLModule(L.LightningModule):
         out = self.method.loss(views, labels)
         loss = out["loss"]
         if not torch.isfinite(loss):
-            raise NonFiniteLoss(
-                f"the {self.cfg.method.name} loss is {loss.item()} at step {self.global_step} (epoch "
-                f"{self.current_epoch}). Lower optim.lr (now {self.cfg.optim.lr}), add optim.warmup_epochs, or use "
-                "trainer.precision=32-true; the last checkpoint is intact, so `selfsup train --resume RUN_DIR "
-                "optim.lr=...` continues from it."
-            )
+            raise NonFiniteLoss(self.non_finite_message(loss))
         total = loss + self.probe_loss(out["features"].detach(), labels)
         self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
         self.log("train/epoch_loss", loss.detach(), on_step=False, on_epoch=True, sync_dist=True)
         for name, value in out.items():
             if name not in ("loss", "features", "embeddings") and value.dim() == 0:
@@ -80,6 +82,23 @@ class SSLModule(L.LightningModule):
         if self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
             self.log_diagnostics(out.get("embeddings", out["features"]).detach())
         return total
+
+    def non_finite_message(self, loss: torch.Tensor) -> str:
+        """What happened, and advice that works: resume from the last (always finite) checkpoint
+        with a lower learning rate, or, with no checkpoint yet, start again with one."""
+        run_dir = self.cfg.run.dir
+        lower = f"{float(self.cfg.optim.lr) / 10:g}"
+        info = Path(run_dir, "checkpoints", "last.json")
+        where = (f"the {self.cfg.method.name} loss is {loss.item()} at step {self.global_step} (epoch "
+                 f"{self.current_epoch}). ")
+        if info.exists():
+            step = json.loads(info.read_text()).get("global_step")
+            return where + (f"The last checkpoint (step {step}) holds finite weights: `selfsup train --resume {run_dir} "
+                            f"optim.lr={lower}` continues from it with a lower learning rate (now {self.cfg.optim.lr}); "
+                            "more optim.warmup_epochs or trainer.precision=32-true also help.")
+        return where + (f"No checkpoint was written yet, so nothing is kept: train again with a lower optim.lr (now "
+                        f"{self.cfg.optim.lr}, e.g. optim.lr={lower}), more optim.warmup_epochs, or "
+                        "trainer.precision=32-true.")
 
     def probe_loss(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         labelled = labels >= 0
@@ -94,37 +113,119 @@ class SSLModule(L.LightningModule):
         self.log("train/embedding_std", embedding_std(embeddings.float()), on_step=True, on_epoch=False)
         self.log("train/effective_rank", effective_rank(embeddings.float()), on_step=True, on_epoch=False)
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        total = max(1, self.trainer.estimated_stepping_batches)
-        self.method.after_optimizer_step(min(1.0, self.global_step / total))
+    def progress(self) -> float:
+        """The fraction of the planned optimiser steps done, in [0, 1]."""
+        return min(1.0, self.global_step / max(1, self.trainer.estimated_stepping_batches))
 
-    # -- validation: the online probe on the validation split -------------------------------
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        """Before each step: the method's fractional epoch, and the scheduled weight decay."""
+        batches = self.trainer.num_training_batches
+        within = batch_idx / batches if 0 < batches < float("inf") else 0.0
+        self.method.epoch = self.current_epoch + within
+        if self.cfg.optim.weight_decay_end is not None:
+            for optimizer in self.trainer.optimizers:
+                set_weight_decay(optimizer, scheduled_weight_decay(self.cfg.optim, self.progress()))
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        self.method.before_optimizer_step()  # after backward, before Lightning clips the gradients
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self.method.after_optimizer_step(self.progress())
+
+    # -- validation: the online probe and the kNN monitor on the validation split ------------
+    def on_validation_epoch_start(self) -> None:
+        self.knn_bank = self.online_knn_bank()
+
+    @torch.no_grad()
+    def online_knn_bank(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(features [B, d] on the CPU, labels [B]) of at most ``eval.online_knn_samples``
+        labelled pre-training samples (seeded, class-stratified; the same every epoch), encoded
+        now, in eval mode; None when the monitor is off or there are too few labels."""
+        count = int(self.cfg.eval.online_knn_samples)
+        pretrain = self.trainer.datamodule.splits.pretrain
+        labelled = torch.nonzero(pretrain.labels >= 0).flatten()
+        if self.probe is None or count <= 0 or len(labelled) < 2:
+            return None
+        index = labelled[stratified_indices(pretrain.labels[labelled], count, int(self.cfg.seed))]
+        step = int(self.cfg.data.batch_size)
+        features = [self.method.encoder(self.to_memory_format(inputs_to_float(
+            pretrain.load(index[i:i + step]).to(self.device)))).float().cpu() for i in range(0, len(index), step)]
+        return torch.cat(features), pretrain.labels[index]
+
     def validation_step(self, batch, batch_idx: int):
         if self.probe is None:
             return
         x, y = batch
         with torch.no_grad():
-            correct = (self.probe(self.method.encoder(x).float()).argmax(1) == y).float()
+            features = self.method.encoder(x).float()
+            correct = (self.probe(features).argmax(1) == y).float()
         self.log("val/probe_top1", correct.mean(), on_epoch=True, sync_dist=True, prog_bar=True,
                  batch_size=len(y))
+        if self.knn_bank is not None:
+            bank, bank_labels = self.knn_bank
+            k = max(1, min(int(self.cfg.eval.knn_k), len(bank_labels) - 1))
+            scores = knn_predict(bank, bank_labels, features.cpu(), self.probe.out_features, k,
+                                 float(self.cfg.eval.knn_temperature))
+            self.log("val/knn_top1", (scores.argmax(1) == y.cpu()).float().mean().to(self.device), on_epoch=True,
+                     sync_dist=True, batch_size=len(y))
 
     # -- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):
         optimizer = build_optimizer(self.cfg.optim, self.method, self.probe)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, self.planned_schedule())
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def planned_schedule(self) -> WarmupCosine:
+        """Warm-up + cosine over the steps this trainer will run in all."""
         total = int(self.trainer.estimated_stepping_batches)
         steps_per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
         if self.trainer.max_epochs in (None, -1):
             steps_per_epoch = max(1, len(self.trainer.datamodule.train_dataloader()))
         warmup = int(round(float(self.cfg.optim.warmup_epochs) * steps_per_epoch))
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, WarmupCosine(total, min(warmup, total), float(self.cfg.optim.min_lr_ratio))
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return WarmupCosine(total, min(warmup, total), float(self.cfg.optim.min_lr_ratio))
+
+    def on_train_start(self) -> None:
+        """After a resume restored the schedule and optimiser: plan the schedule over this run's
+        length (a run extended with a larger trainer.max_epochs / max_steps goes on along the
+        longer cosine from where it is), apply the config's learning rates (an ``optim.lr``
+        override on resume takes effect from the next step), and put the training loader where
+        the checkpoint left it."""
+        self.restore_loader_position()
+        plan = self.planned_schedule()
+        for config in self.trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            scheduler.lr_lambdas = [plan for _ in scheduler.lr_lambdas]
+            scheduler.base_lrs = [group_lr(self.cfg.optim, g) for g in scheduler.optimizer.param_groups]
+            for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+                group["lr"] = base * plan(self.global_step)
 
     # -- RNG state in checkpoints -----------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rng_torch"] = torch.get_rng_state()
+        # the training loader's position (selfsup.data.loader.ResumableLoader) counts the batches
+        # Lightning has trained on, not the one it prefetched: a mid-epoch resume starts after them
+        fit = checkpoint.get("loops", {}).get("fit_loop", {})
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        for state in fit.get("state_dict", {}).get("combined_loader", []):
+            if "batches" in state:
+                state["batches"] = int(progress.processed)
+        if progress.ready > progress.completed and "epoch_loop.state_dict" in fit:
+            # saved as the next batch starts (RunCheckpoints' step checkpoints): this step is already
+            # counted, and Lightning counts one more when it restarts from a point inside a step
+            fit["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if "rng_torch" in checkpoint:
             torch.set_rng_state(checkpoint["rng_torch"])
+        fit_state = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
+        self.loader_states = list(fit_state.get("combined_loader", []))
+
+    def restore_loader_position(self) -> None:
+        """Give the training loader its checkpointed position. Lightning restores stateful loaders
+        only if it sets up the data after the checkpoint is read, but ``estimated_stepping_batches``
+        (the schedule's length, in configure_optimizers) sets it up before."""
+        loader = self.trainer.train_dataloader
+        states = getattr(self, "loader_states", [])
+        if states and hasattr(loader, "load_state_dict"):
+            loader.load_state_dict(states[0])
+        self.loader_states = []

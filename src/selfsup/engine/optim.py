@@ -1,12 +1,14 @@
-"""Optimisers (SGD, LARS, AdamW) and the warm-up + cosine learning-rate schedule."""
+"""Optimisers (SGD, LARS, AdamW) over parameter groups (decay or not, per-module learning-rate
+scales), the warm-up + cosine learning-rate schedule and the weight-decay schedule."""
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import torch
 from torch import nn
 
+from selfsup.config.loading import ConfigError, closest_keys_message
 from selfsup.config.schema import OptimConfig
 
 
@@ -65,20 +67,44 @@ def exclude_from_decay(name: str, p: nn.Parameter) -> bool:
     return p.ndim <= 1
 
 
+def lr_scale_of(name: str, scales: Mapping[str, float]) -> float:
+    """The learning-rate multiplier of parameter ``name``: that of the innermost module named in
+    ``scales`` that holds it (``predictor`` covers ``predictor.net.0.weight``), else 1."""
+    holders = [k for k in scales if name == k or name.startswith(k + ".")]
+    return float(scales[max(holders, key=len)]) if holders else 1.0
+
+
+def check_lr_scales(scales: Mapping[str, float], model: nn.Module) -> None:
+    """Every ``optim.lr_scales`` key must name a module of ``model`` and scale by a number >= 0."""
+    modules = {name for name, _ in model.named_modules() if name}
+    for key, scale in scales.items():
+        if key not in modules:
+            top = [f"optim.lr_scales.{name}" for name, _ in model.named_children()]
+            raise ConfigError(closest_keys_message(f"optim.lr_scales.{key}", top) + " (or their submodules)")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale < 0:
+            raise ConfigError(f"optim.lr_scales.{key} must be a number >= 0, got {scale!r}")
+
+
 def build_optimizer(cfg: OptimConfig, model: nn.Module, probe: nn.Module | None) -> torch.optim.Optimizer:
     """The optimiser of ``optim.name`` over the model's trainable parameters (weights decayed,
-    biases and norms not) and the online probe (its own learning rate, no decay)."""
-    decay, no_decay = [], []
+    biases and norms not; ``decayed`` marks the groups :func:`set_weight_decay` schedules), each
+    at ``optim.lr`` times its module's ``optim.lr_scales`` entry (``lr_scale``), and the online
+    probe (its own learning rate, no decay). Groups: ``decay``, ``no_decay``, then one pair per
+    other scale (``decay@x10``, ...), then ``probe``."""
+    scales = dict(cfg.lr_scales or {})
+    check_lr_scales(scales, model)
+    grouped: dict[tuple[bool, float], list[nn.Parameter]] = {(True, 1.0): [], (False, 1.0): []}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if exclude_from_decay(name, p) else decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay, "lars_exclude": False},
-        {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True},
-    ]
+            key = (not exclude_from_decay(name, p), lr_scale_of(name, scales))
+            grouped.setdefault(key, []).append(p)
+    groups = [{"params": params, "weight_decay": cfg.weight_decay if decayed else 0.0, "lars_exclude": not decayed,
+               "decayed": decayed, "lr_scale": scale, "lr": cfg.lr * scale,
+               "name": ("decay" if decayed else "no_decay") + ("" if scale == 1.0 else f"@x{scale:g}")}
+              for (decayed, scale), params in grouped.items() if params or scale == 1.0]
     if probe is not None:
-        probe_lr = cfg.probe_lr if cfg.probe_lr is not None else (1e-3 if cfg.name == "adamw" else 0.1)
-        groups.append({"params": list(probe.parameters()), "weight_decay": 0.0, "lars_exclude": True, "lr": probe_lr})
+        groups.append({"params": list(probe.parameters()), "weight_decay": 0.0, "lars_exclude": True, "name": "probe",
+                       "decayed": False, "lr": probe_learning_rate(cfg)})
     if cfg.name == "sgd":
         return torch.optim.SGD([_drop_lars(g) for g in groups], lr=cfg.lr, momentum=cfg.momentum)
     if cfg.name == "lars":
@@ -86,6 +112,36 @@ def build_optimizer(cfg: OptimConfig, model: nn.Module, probe: nn.Module | None)
     if cfg.name == "adamw":
         return torch.optim.AdamW([_drop_lars(g) for g in groups], lr=cfg.lr, betas=tuple(cfg.betas))
     raise ValueError(f"unknown optim.name {cfg.name!r}; valid: sgd, lars, adamw")
+
+
+def probe_learning_rate(cfg: OptimConfig) -> float:
+    return cfg.probe_lr if cfg.probe_lr is not None else (1e-3 if cfg.name == "adamw" else 0.1)
+
+
+def group_lr(cfg: OptimConfig, group: dict) -> float:
+    """The base learning rate of a parameter group of :func:`build_optimizer`."""
+    return probe_learning_rate(cfg) if group.get("name") == "probe" else cfg.lr * group.get("lr_scale", 1.0)
+
+
+def cosine_ramp(start: float, end: float, progress: float) -> float:
+    """From ``start`` at progress 0 to ``end`` at 1 along half a cosine."""
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+
+
+def scheduled_weight_decay(cfg: OptimConfig, progress: float) -> float:
+    """``optim.weight_decay`` throughout, or with ``optim.weight_decay_end`` a cosine from it to
+    that value over training (DINO, Caron et al. 2021: 0.04 -> 0.4); ``progress`` in [0, 1]."""
+    if cfg.weight_decay_end is None:
+        return cfg.weight_decay
+    return cosine_ramp(cfg.weight_decay, cfg.weight_decay_end, progress)
+
+
+def set_weight_decay(optimizer: torch.optim.Optimizer, weight_decay: float) -> None:
+    """The weight decay of every ``decayed`` group of :func:`build_optimizer` (biases, norms and
+    the probe stay undecayed)."""
+    for group in optimizer.param_groups:
+        if group.get("decayed"):
+            group["weight_decay"] = weight_decay
 
 
 def _drop_lars(group: dict) -> dict:

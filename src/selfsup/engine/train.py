@@ -3,86 +3,166 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
+import time
 from pathlib import Path
 from typing import Sequence
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_only
+import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
-from selfsup.config.loading import load_run_config
-from selfsup.data import build_data
-from selfsup.engine.build import SplitsDataModule, build_method, input_spec, lightning_trainer_kwargs, resolve_config
-from selfsup.engine.checkpoint import AtomicCheckpointIO, RunCheckpoints, load_checkpoint_file
-from selfsup.engine.metrics_log import RunMetricsLogger
+from selfsup.config.loading import ConfigError
+from selfsup.engine.build import SplitsDataModule, build_method, input_spec, lightning_trainer_kwargs
+from selfsup.engine.checkpoint import AtomicCheckpointIO, RunCheckpoints
+from selfsup.engine.configure import check_resume_overrides, resume_config
+from selfsup.engine.console import StderrProgressBar, quiet_lightning
+from selfsup.engine.loggers import build_loggers
 from selfsup.engine.module import SSLModule
-from selfsup.engine.run_dir import RUN_DIR_ENV, checkpoint_path, new_run_dir, save_config, training_finished
-from selfsup.models import ENCODER_FILE, export_encoder
+from selfsup.engine.run import RUN_DIR_ENV, Run, new_run_dir, process_rank, write_json
+from selfsup.models import export_encoder
 
 log = logging.getLogger(__name__)
-# the module's on_after_batch_transfer (views on the device) is meant to win over the datamodule's
-warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
 
 
 def is_rank_zero() -> bool:
-    return rank_zero_only.rank == 0
+    return process_rank() == 0
 
 
-def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
-    """Train a new run; returns its folder."""
-    cfg = resolve_config(cfg)
-    run_dir = new_run_dir(cfg)
-    cfg.run.dir = str(run_dir)
-    if checkpoint_path(run_dir).exists() and is_rank_zero():
-        raise FileExistsError(f"{run_dir} already holds a run: continue it with `selfsup train --resume {run_dir}`, "
+def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Run:
+    """Train a new run from a resolved config (:func:`selfsup.engine.configure.compose_config`);
+    returns the run. A failure before the first checkpoint leaves no run folder behind."""
+    run = Run(new_run_dir(cfg), cfg)
+    cfg.run.dir = str(run.dir)
+    if is_rank_zero():
+        log.info("run folder: %s", run.dir)
+    if run.checkpoint_path.exists() and is_rank_zero():
+        raise FileExistsError(f"{run.dir} already holds a run: continue it with `selfsup train --resume {run.dir}`, "
                               "or choose another run.dir")
-    if is_rank_zero():
-        save_config(cfg, run_dir)
-    return fit(cfg, run_dir, resume=False, callbacks=callbacks)
+    with run.writing(new=True):
+        module = prepare(run, callbacks)  # data, method and trainer built (and validated) before anything is written
+        if is_rank_zero():
+            run.save_config()
+        fit(run, *module, resume=False)
+    return run
 
 
-def resume(run_dir: str | Path, overrides: Sequence[str] = (), callbacks: Sequence[L.Callback] = ()) -> Path:
-    """Continue the run in ``run_dir`` from its last checkpoint (model, optimiser, schedule,
-    loop and RNG state); ``overrides`` (key=value) change its saved config first."""
-    from selfsup.config.loading import build_config, parse_overrides, read_yaml
+def resume(run: Run | str | Path, overrides: Sequence[str] = (), callbacks: Sequence[L.Callback] = ()) -> Run:
+    """Continue ``run`` from its last checkpoint (model, optimiser, schedule, loop and RNG state).
+    ``overrides`` may change what a resume can change (length, devices, logging, eval.*,
+    optim.lr); they are validated before anything is written. A finished run trains on when the
+    overrides make it longer (the schedule is planned again over the new length)."""
+    run = run if isinstance(run, Run) else Run.open(run)
+    check_resume_overrides(run, overrides)
+    cfg = resume_config(run, overrides)
+    extended = Run(run.dir, cfg)
+    if run.finished and not longer_than_trained(extended):
+        log.info("%s: training already finished (%s); to train longer raise trainer.max_epochs or trainer.max_steps",
+                 run.dir, trained_length(run))
+        return run
+    with extended.writing():
+        module = prepare(extended, callbacks)
+        if is_rank_zero() and overrides:
+            history = list(cfg.run.history) + [f"{time.strftime('%Y-%m-%d %H:%M:%S')} resume {' '.join(overrides)}"]
+            cfg.run.history = history
+            extended.save_config()
+        fit(extended, *module, resume=True)
+    return extended
 
-    run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
-    if overrides:
-        cfg = build_config(read_yaml(run_dir / "config.yaml"), parse_overrides(overrides))
-    cfg = resolve_config(cfg)
-    cfg.run.dir = str(run_dir)
-    if is_rank_zero():
-        save_config(cfg, run_dir)
-    return fit(cfg, run_dir, resume=True, callbacks=callbacks)
+
+def trained_length(run: Run) -> str:
+    info = run.training()
+    return f"{info.get('epochs', '?')} epochs, {info.get('steps', '?')} steps"
 
 
-def fit(cfg: DictConfig, run_dir: Path, resume: bool, callbacks: Sequence[L.Callback]) -> Path:
-    if resume and training_finished(run_dir):
-        log.info("%s: training already finished", run_dir)
-        return run_dir
-    splits = build_data(cfg.data, int(cfg.seed))
+def longer_than_trained(run: Run) -> bool:
+    """Whether ``run.cfg``'s length exceeds what training.json says was trained."""
+    info, t = run.training(), run.cfg.trainer
+    steps, epochs = int(info.get("steps", 0)), int(info.get("epochs", 0))
+    if t.max_steps is not None and int(t.max_steps) > 0:
+        return int(t.max_steps) > steps and (t.max_epochs in (None, -1) or int(t.max_epochs) > epochs)
+    return t.max_epochs not in (None, -1) and int(t.max_epochs) > epochs
+
+
+class TrainingRecord(L.Callback):
+    """Writes training.json (epochs, steps, batch, precision, device, wall time) at the start, at
+    every checkpoint and at the end; wall time adds up over resumes. ``finished`` turns true when
+    fit ends; the run counts as finished once its encoder is exported too (:attr:`Run.finished`)."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.before = float(run.training().get("wall_time_s", 0.0))
+        self.start = time.perf_counter()
+
+    def record(self, trainer: L.Trainer, finished: bool) -> None:
+        if not trainer.is_global_zero:
+            return
+        splits, cfg = self.run.splits(), self.run.cfg
+        batch = int(cfg.data.batch_size)
+        write_json(self.run.training_path, {
+            "method": cfg.method.name, "encoder": cfg.model.encoder, "dataset": cfg.data.name,
+            "pretrain_samples": len(splits.pretrain), "val_samples": len(splits.val), "test_samples": len(splits.test),
+            "epochs": int(trainer.current_epoch), "steps": int(trainer.global_step), "batch_size": batch,
+            "world_size": int(trainer.world_size), "samples_seen": int(trainer.global_step) * batch * trainer.world_size,
+            "precision": str(trainer.precision), "device": device_name(trainer),
+            "wall_time_s": round(self.before + time.perf_counter() - self.start, 2), "finished": finished,
+            "torch": torch.__version__, "lightning": L.__version__,
+        })
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.record(trainer, finished=False)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        self.record(trainer, finished=False)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.record(trainer, finished=True)
+
+
+def device_name(trainer: L.Trainer) -> str:
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def prepare(run: Run, callbacks: Sequence[L.Callback]) -> tuple[L.Trainer, SSLModule]:
+    """The trainer and module of ``run``: data, method and every trainer argument are built (so
+    validated) here, before the run folder gets anything."""
+    cfg = run.cfg
+    quiet_lightning()
+    splits = run.splits()
     method = build_method(cfg, splits)
     module = SSLModule(cfg, method, splits.num_classes)
-    ckpt = checkpoint_path(run_dir)
-    resume_from = ckpt if resume and ckpt.exists() else None
-    resume_step = load_checkpoint_file(ckpt)["global_step"] if resume_from else None
-    trainer = L.Trainer(
-        **lightning_trainer_kwargs(cfg),
-        default_root_dir=str(run_dir),
-        logger=RunMetricsLogger(run_dir, resume_step),
-        callbacks=[RunCheckpoints(run_dir / "checkpoints", cfg.trainer.ckpt_every_n_steps), *callbacks],
+    try:
+        trainer = make_trainer(run, callbacks, len(splits.pretrain))
+    except MisconfigurationException as err:  # devices, accelerator, strategy this machine cannot give
+        raise ConfigError(f"the trainer.* settings cannot run here: {err} (see `selfsup config` for the keys)") from None
+    return trainer, module
+
+
+def make_trainer(run: Run, callbacks: Sequence[L.Callback], pretrain_samples: int) -> L.Trainer:
+    cfg = run.cfg
+    return L.Trainer(
+        **lightning_trainer_kwargs(cfg, pretrain_samples),
+        default_root_dir=str(run.dir),
+        logger=build_loggers(run, run.checkpoint_step()),
+        callbacks=[RunCheckpoints(run.dir / "checkpoints", cfg.trainer.ckpt_every_n_steps), TrainingRecord(run),
+                   *([StderrProgressBar()] if cfg.trainer.enable_progress_bar else []), *callbacks],
         plugins=[AtomicCheckpointIO()],
         enable_checkpointing=False,
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
     )
-    os.environ[RUN_DIR_ENV] = str(run_dir)  # processes launched by DDP write into the same run
+
+
+def fit(run: Run, trainer: L.Trainer, module: SSLModule, resume: bool) -> None:
+    resume_from = run.checkpoint_path if resume and run.checkpoint_path.exists() else None
+    os.environ[RUN_DIR_ENV] = str(run.dir)  # processes launched by DDP write into the same run
     try:
-        trainer.fit(module, datamodule=SplitsDataModule(splits, cfg), ckpt_path=str(resume_from) if resume_from else None)
+        trainer.fit(module, datamodule=SplitsDataModule(run.splits(), run.cfg),
+                    ckpt_path=str(resume_from) if resume_from else None)
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
     if trainer.is_global_zero:
-        export_encoder(method.encoder, cfg.model, input_spec(splits), run_dir / ENCODER_FILE)
-    return run_dir
+        export_encoder(module.method.encoder, run.cfg.model, input_spec(run.splits()), run.encoder_path)

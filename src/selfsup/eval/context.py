@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from omegaconf import DictConfig
@@ -12,7 +12,6 @@ from torch import nn
 from selfsup.data.base import DataSplits, IndexedDataset
 from selfsup.eval.features import extract_features, raw_pixels
 from selfsup.models.encoders import Encoder
-from selfsup.registry import Registry
 
 
 @dataclass
@@ -60,10 +59,6 @@ class EvalContext:
         if self.cfg.eval.baselines:
             names += ["random_init", "raw_pixels"]
         return names
-
-
-# name -> evaluation(ctx) -> flat dict of results; the CLI and methods choose which run
-EVALUATIONS: Registry[Callable[[EvalContext], dict]] = Registry("evaluation")
 
 
 def prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:

@@ -30,7 +30,6 @@ per object; MRR is scored on held-out objects (Table 1's protocol) rather than o
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -41,15 +40,15 @@ import torch.nn.functional as F
 from selfsup.augment.worlds import RotColorWorld, world_for
 from selfsup.data.base import ArrayDataset, IndexedDataset
 from selfsup.data.rotcolor import recorded_params, recorded_views, relative_action
-from selfsup.eval.context import EVALUATIONS, EvalContext, prefixed
+from selfsup.eval.context import EvalContext, prefixed
+from selfsup.eval.registry import Evaluation
 from selfsup.eval.equivariance import RidgeProbe, pooled_r2
 from selfsup.eval.features import extract_features
 from selfsup.eval.linear import linear_probe_accuracy
-from selfsup.eval.plots import save_figure
-from selfsup.eval.report import REPORT_SECTIONS
+from selfsup.eval.plots import context_length_curves
 from selfsup.eval.retrieval import chance_mrr_and_hits, mrr_and_hits, true_ranks
 from selfsup.models.context_transformer import ContextCache, ContextTransformer, interleave_pairs
-from selfsup.models.environments import ActionFactors
+from selfsup.data.actions import ActionFactors
 
 PAIRS_PER_OBJECT = 4
 CLASS_VIEWS = 2  # views per object for the class probe
@@ -239,14 +238,12 @@ def evaluate_world(ctx: EvalContext, transformer: ContextTransformer | None, con
     return run(ctx, world, transformer, contexts)
 
 
-@EVALUATIONS.register("equivariance")
 def equivariance(ctx: EvalContext) -> dict:
     """``features.*``: R^2 of the relative transformation from pairs of encoder features and
     the class (rotcolor-mnist) or sensitive-attribute (adult) probe, for any encoder."""
     return evaluate_world(ctx, None, [])
 
 
-@EVALUATIONS.register("contextssl")
 def contextssl(ctx: EvalContext) -> dict:
     """``features.*`` and, at each context length and environment, ``ctx<c>.<env>.*`` (see
     the module's docstring). Needs the trained method (``ctx.method``) with its transformer."""
@@ -263,31 +260,14 @@ def context_curves(ctx: EvalContext, results: dict) -> str:
     keys = [k.split(".", 2) for k in results if k.startswith("ctx")]
     if not keys:
         return ""
-    import matplotlib.pyplot as plt
-
     metrics = sorted({m for _, _, m in keys}, key=lambda m: (not m.startswith("r2"), not m.startswith("mrr"), m))
     envs = sorted({e for _, e, _ in keys})
     lengths = sorted({int(c[3:]) for c, _, _ in keys})
     views = ctx.splits.info.get("views_per_object")
     chance = chance_mrr_and_hits(views) if views else {}
-    cols = min(4, len(metrics))
-    rows = math.ceil(len(metrics) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
-    for ax, metric in zip(axes.flat, metrics):
-        for env in envs:
-            ax.plot(lengths, [results.get(f"ctx{c}.{env}.{metric}", float("nan")) for c in lengths], marker="o", label=env)
-        if f"features.{metric}" in results:
-            ax.axhline(results[f"features.{metric}"], ls="--", c="grey", lw=1, label="features, no context")
-        if metric in chance:
-            ax.axhline(chance[metric], ls=":", c="k", lw=1, label="chance")
-        ax.set_title(metric, fontsize=9)
-        ax.set_xlabel("context length")
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(metrics):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    path = ctx.run_dir / "plots" / "contexts.png"
-    save_figure(fig, path)
+    curves = {m: {e: [results.get(f"ctx{c}.{e}.{m}", float("nan")) for c in lengths] for e in envs} for m in metrics}
+    features = {m: results[f"features.{m}"] for m in metrics if f"features.{m}" in results}
+    path = context_length_curves(lengths, curves, features, chance, ctx.run_dir / "plots" / "contexts.png")
     header = "| metric | env | " + " | ".join(f"c={c}" for c in lengths) + " |"
     lines = ["## Context length", "", f"![metrics against context length]({os.path.relpath(path, ctx.run_dir)})", "",
              header, "|---|---|" + "---|" * len(lengths)]
@@ -300,4 +280,5 @@ def context_curves(ctx: EvalContext, results: dict) -> str:
     return "\n".join(lines)
 
 
-REPORT_SECTIONS.append(context_curves)
+EQUIVARIANCE = Evaluation(equivariance)
+CONTEXTSSL = Evaluation(contextssl, report=context_curves)

@@ -12,7 +12,8 @@ from torch import nn
 
 from selfsup.data.base import IndexedDataset
 from selfsup.data.loader import make_loader
-from selfsup.eval.context import EVALUATIONS, EvalContext
+from selfsup.eval.context import EvalContext
+from selfsup.eval.registry import Evaluation
 from selfsup.eval.features import as_float_inputs, extract_features
 
 
@@ -57,9 +58,11 @@ def finetune_accuracy(
     return float((logits.argmax(1) == labels).float().mean())
 
 
-@EVALUATIONS.register("finetune")
 def finetune(ctx: EvalContext) -> dict:
     """``finetune.top1`` of the trained encoder (``--probe finetune``) on the kNN bank's samples."""
     accuracy = finetune_accuracy(ctx.encoders["trained"], ctx.bank, ctx.test, ctx.splits.num_classes,
                                  seed=int(ctx.cfg.seed), device=ctx.device)
     return {"finetune.top1": accuracy}
+
+
+FINETUNE = Evaluation(finetune)

@@ -16,21 +16,17 @@ axis) is probed as it is, its T values as the features: averaged over time it wo
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import matplotlib
+import torch
+from torch import nn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from selfsup.eval.context import EVALUATIONS, EvalContext, key_prefix, prefixed  # noqa: E402
-from selfsup.eval.features import as_float_inputs, extract_features  # noqa: E402
-from selfsup.eval.linear import linear_probe_accuracy  # noqa: E402
-from selfsup.eval.plots import save_figure  # noqa: E402
-from selfsup.eval.regression import regression_probe  # noqa: E402
-from selfsup.eval.report import REPORT_SECTIONS, fmt  # noqa: E402
+from selfsup.eval.context import EvalContext, key_prefix, prefixed
+from selfsup.eval.features import as_float_inputs, extract_features
+from selfsup.eval.linear import linear_probe_accuracy
+from selfsup.eval.plots import layer_curves
+from selfsup.eval.registry import Evaluation
+from selfsup.eval.regression import regression_probe
+from selfsup.eval.report import fmt
 
 PLOT = "plots/layers.png"
 
@@ -71,25 +67,9 @@ def stage_features(encoder: nn.Module, dataset, batch_size: int, device) -> tupl
     return dict(zip(widths, pooled.split(list(widths.values()), dim=1))), labels
 
 
-def plot_layers(curves: dict[str, dict[str, float]], title: str, path: Path) -> Path:
-    """Linear-probe accuracy against depth, one line per subject ({label: {stage: top-1}})."""
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    for label, accuracy in curves.items():
-        ax.plot(range(len(accuracy)), list(accuracy.values()), marker="o", label=label)
-    stages = list(next(iter(curves.values())))
-    ax.set_xticks(range(len(stages)), stages)
-    ax.set_xlabel("stage (input -> output)")
-    ax.set_ylabel("linear probe top-1")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
-
-
 LAYER_SUBJECTS = [("trained", "trained"), ("random_init", "random-init")]  # (encoder, plot label)
 
 
-@EVALUATIONS.register("layers")
 def layers(ctx: EvalContext) -> dict:
     """``layer.<stage>.linear.top1`` for every stage of the trained encoder (``--layers``), the
     same as ``random_init.layer.<stage>.linear.top1`` for the untrained encoder when the
@@ -107,7 +87,7 @@ def layers(ctx: EvalContext) -> dict:
         if target:
             results.update(prefixed(prefix, stage_regression(train, ctx.bank.targets[target], test,
                                                              ctx.test.targets[target])))
-    plot_layers(curves, f"{ctx.cfg.recipe}: {ctx.cfg.model.encoder}, per-layer linear probe", ctx.run_dir / PLOT)
+    layer_curves(curves, f"{ctx.cfg.recipe}: {ctx.cfg.model.encoder}, per-layer linear probe", ctx.run_dir / PLOT)
     return results
 
 
@@ -140,4 +120,4 @@ def layers_section(ctx: EvalContext, results: dict) -> str:
     return "\n".join(lines)
 
 
-REPORT_SECTIONS.append(layers_section)
+LAYERS = Evaluation(layers, report=layers_section)

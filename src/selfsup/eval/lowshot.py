@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 
 from selfsup.data.splits import stratified_indices
-from selfsup.eval.context import EVALUATIONS, EvalContext, key_prefix
+from selfsup.eval.context import EvalContext, key_prefix
+from selfsup.eval.registry import Evaluation
 from selfsup.eval.linear import linear_probe_accuracy
 
 DEFAULT_FRACTIONS = (0.01, 0.1)
@@ -38,7 +39,6 @@ def lowshot_indices(labels: torch.Tensor, fraction: float, seed: int) -> torch.T
     return labelled[stratified_indices(labels[labelled], count, seed)]
 
 
-@EVALUATIONS.register("lowshot")
 def lowshot(ctx: EvalContext) -> dict:
     """For every fraction of ``--label-fraction`` (default 1 % and 10 %): the linear probe on
     that share of the training labels, for the trained encoder and each baseline."""
@@ -52,3 +52,6 @@ def lowshot(ctx: EvalContext) -> dict:
             key = f"{key_prefix(subject)}lowshot.{percent_key(fraction)}.linear.top1"
             out[key] = linear_probe_accuracy(f.train_x[keep], f.train_y[keep], f.test_x, f.test_y)
     return out
+
+
+LOWSHOT = Evaluation(lowshot)

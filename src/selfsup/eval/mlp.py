@@ -8,7 +8,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from selfsup.eval.context import EVALUATIONS, EvalContext, key_prefix
+from selfsup.eval.context import EvalContext, key_prefix
+from selfsup.eval.registry import Evaluation
 from selfsup.models.heads import MLPHead
 
 
@@ -58,7 +59,6 @@ def mlp_probe_accuracy(
     return float((prediction == test_y).float().mean())
 
 
-@EVALUATIONS.register("mlp")
 def mlp(ctx: EvalContext) -> dict:
     """``mlp.top1`` for the trained encoder and each baseline (``--probe mlp``)."""
     out = {}
@@ -67,3 +67,6 @@ def mlp(ctx: EvalContext) -> dict:
         out[f"{key_prefix(subject)}mlp.top1"] = mlp_probe_accuracy(
             f.train_x, f.train_y, f.test_x, f.test_y, ctx.splits.num_classes, seed=int(ctx.cfg.seed))
     return out
+
+
+MLP = Evaluation(mlp)

@@ -13,18 +13,14 @@ ordered and coloured by the target.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from selfsup.eval.context import EVALUATIONS, EvalContext, key_prefix, prefixed  # noqa: E402
-from selfsup.eval.plots import save_figure  # noqa: E402
-from selfsup.eval.report import REPORT_SECTIONS, fmt  # noqa: E402
+from selfsup.eval.context import EvalContext, key_prefix, prefixed
+from selfsup.eval.plots import embedding_by_target
+from selfsup.eval.registry import Evaluation
+from selfsup.eval.report import fmt
 
 ALPHAS = np.logspace(-3, 5, 17)
 
@@ -58,7 +54,6 @@ def target_name(ctx: EvalContext) -> str | None:
     return None
 
 
-@EVALUATIONS.register("regression")
 def regression(ctx: EvalContext) -> dict:
     """``regression.{mae,mape,r2}`` of the dataset's target for the trained encoder and each
     baseline; nothing for datasets without a regression target."""
@@ -71,32 +66,6 @@ def regression(ctx: EvalContext) -> dict:
         metrics, _ = regression_probe(f.train_x, ctx.bank.targets[name], f.test_x, ctx.test.targets[name])
         out.update(prefixed(f"{key_prefix(subject)}regression.", metrics))
     return out
-
-
-def embedding_by_target(features: torch.Tensor, target: torch.Tensor, label: str, path: Path, title: str) -> Path:
-    """Two panels: the test features' first two principal components coloured by the target,
-    and the feature matrix with its rows ordered by the target (a frequency-ordered
-    embedding shows a smooth band)."""
-    x = features.double().numpy()
-    x = x - x.mean(0)
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    xy = x @ vt[:2].T
-    t = target.double().numpy()
-    order = np.argsort(t, kind="stable")
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
-    points = ax1.scatter(xy[:, 0], xy[:, 1], c=t, s=6, cmap="viridis")
-    fig.colorbar(points, ax=ax1, label=label)
-    ax1.set_xlabel("PC 1")
-    ax1.set_ylabel("PC 2")
-    ax1.set_title("test embeddings (PCA)", fontsize=9)
-    scale = np.abs(x[order]).max(0, keepdims=True)
-    ax2.imshow(x[order] / np.maximum(scale, 1e-12), aspect="auto", cmap="coolwarm", vmin=-1, vmax=1,
-               interpolation="nearest", extent=(0, x.shape[1], t[order][-1], t[order][0]))
-    ax2.set_xlabel("feature")
-    ax2.set_ylabel(f"{label} (rows ordered)")
-    ax2.set_title("features ordered by target (centred, scaled per feature)", fontsize=9)
-    fig.suptitle(title, fontsize=10)
-    return save_figure(fig, path)
 
 
 def report_section(ctx: EvalContext, results: dict) -> str:
@@ -118,4 +87,4 @@ def report_section(ctx: EvalContext, results: dict) -> str:
     return "\n".join(lines)
 
 
-REPORT_SECTIONS.append(report_section)
+REGRESSION = Evaluation(regression, report=report_section)

@@ -4,8 +4,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from selfsup.losses.gather import all_reduce_mean
+from selfsup.core.distributed import all_reduce_mean
 from selfsup.losses.nt_xent import check_pair
+from selfsup.losses.precision import float32_compute
 
 
 def check_positive(value: float, name: str) -> None:
@@ -22,9 +23,12 @@ def batch_standardize(z: torch.Tensor, eps: float, gather_distributed: bool) -> 
     return centred / torch.sqrt(reduce(centred.pow(2).mean(0)) + eps)
 
 
+@float32_compute
 def cross_correlation(z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-5, gather_distributed: bool = False) -> torch.Tensor:
     """C [d, d] with C_ij = mean_b a_bi c_bj, where a and c are z1 and z2 standardised per
-    dimension over the batch (Zbontar et al. 2021, eq. 2)."""
+    dimension over the batch (Zbontar et al. 2021, eq. 2). Computed in float32 at least, with
+    autocast off (:func:`~selfsup.losses.precision.float32_compute`), so the loss is float32
+    under bf16 mixed precision."""
     a = batch_standardize(z1, eps, gather_distributed)
     c = batch_standardize(z2, eps, gather_distributed)
     corr = a.T @ c / a.shape[0]

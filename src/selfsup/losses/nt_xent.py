@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.losses.gather import gather, rank
+from selfsup.core.distributed import gather, rank
 
 
 def check_pair(z1: torch.Tensor, z2: torch.Tensor, name: str = "embeddings") -> None:

@@ -12,6 +12,8 @@ from typing import Optional
 
 import torch
 
+from selfsup.core.spectrum import power_spectrum
+
 
 def _check_series(x: torch.Tensor, y: torch.Tensor, same_length: bool) -> None:
     if x.dim() < 2 or y.dim() != x.dim() or x.shape[:-2] != y.shape[:-2]:
@@ -62,20 +64,19 @@ def max_cross_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return cc.amax(-1) / (norm * (min(t1, t2) - 1))
 
 
-def power_spectrum(z: torch.Tensor, n: Optional[int] = None) -> torch.Tensor:
-    """|rfft(z - mean(z), n)|^2 along the last axis: [..., T] -> [..., n // 2 + 1] (n = T by
-    default; a larger n zero-pads, giving bins at fixed frequencies k / n cycles per frame)."""
-    centred = z - z.mean(-1, keepdim=True)
-    return torch.fft.rfft(centred, n=n).abs().pow(2)
-
-
 def band_mask(length: int, fps: float, low_hz: float, high_hz: float, device=None) -> torch.Tensor:
     """Bool [length // 2 + 1]: the rfft bins of a ``length``-frame series at ``fps`` whose
-    frequency f (k * fps / length) lies in [low_hz, high_hz]."""
+    frequency f (k * fps / length) lies in [low_hz, high_hz].
+
+    f is computed as (k * fps) / length in float64 on the CPU: correctly rounded whenever
+    k * fps is exact (any integer fps), so the Nyquist bin of an even length is exactly fps / 2
+    and is kept by high_hz = fps / 2. (float32 ``rfftfreq`` gives 15.000000954 Hz for the top bin
+    at T = 50, 30 fps; even float64 ``rfftfreq``, which divides by length * (1 / fps), overshoots
+    at T = 22, 44, 58, ...)"""
     if fps <= 0 or not 0 <= low_hz <= high_hz:
         raise ValueError(f"need fps > 0 and 0 <= low_hz <= high_hz, got fps={fps}, band=({low_hz}, {high_hz})")
-    freqs = torch.fft.rfftfreq(length, d=1.0 / fps, device=device)
-    mask = (freqs >= low_hz) & (freqs <= high_hz)
+    freqs = torch.arange(length // 2 + 1, dtype=torch.float64) * fps / length
+    mask = ((freqs >= low_hz) & (freqs <= high_hz)).to(device)
     if not mask.any():
         raise ValueError(
             f"no frequency bin of a {length}-frame series at {fps} fps lies in [{low_hz}, {high_hz}] Hz "
@@ -102,8 +103,8 @@ def npsd_similarity(
     lies in [low_hz, high_hz] (the released code's 0.25-15 Hz at 30 fps). Invariant to phase
     (a circular shift changes only the rfft's phase) and to scaling; S in [0, 1].
 
-    Deviations from the released code: bin frequencies are rfftfreq's exact k * fps / T
-    (the code's linspace(0, fps / 2, bins) equals them for even T), and its broken
+    Deviations from the released code: bin frequencies are k * fps / T in float64 (see
+    :func:`band_mask`; the code's linspace(0, fps / 2, bins) equals them for even T), and its broken
     ``zero_pad`` option is not ported.
 
     x: [..., M, T], y: [..., N, T] (same T) -> S: [..., M, N].

@@ -32,9 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.losses.gather import gather, gather_no_grad, rank, world_size
+from selfsup.core.distributed import gather, gather_no_grad, rank, world_size
 from selfsup.losses.infonce import check_queue, check_temperature
 from selfsup.losses.nt_xent import check_pair
+from selfsup.losses.precision import float32_compute
 
 UNSUP_METHODS = ("all", "only")
 
@@ -86,6 +87,7 @@ def _check_common(labels: torch.Tensor, n: int, temperature: float, unsup_method
     check_unsup_method(unsup_method)
 
 
+@float32_compute
 def supcon_terms(
     z1: torch.Tensor,
     z2: torch.Tensor,
@@ -101,7 +103,9 @@ def supcon_terms(
     gather_distributed: every process's anchors are its own views; candidates are the views of
     every process (autograd-aware gather of embeddings, labels gathered without a graph), and
     each term is normalised by the anchor count of the whole batch, so that after DDP's
-    averaging the loss and gradients equal one process holding the whole batch."""
+    averaging the loss and gradients equal one process holding the whole batch.
+
+    Computed in float32 at least, with autocast off (:func:`~selfsup.losses.precision.float32_compute`)."""
     check_pair(z1, z2)
     n = z1.shape[0]
     _check_common(labels, n, temperature, unsup_method)
@@ -157,6 +161,7 @@ def supcon_loss(
     return unsup + reg_lambda * sup
 
 
+@float32_compute
 def supcon_queue_terms(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -174,7 +179,8 @@ def supcon_queue_terms(
 
     gather_distributed: keys and their labels are gathered from every process (no graph:
     keys carry none), so every process contrasts its queries against the keys of the whole
-    batch; terms are normalised by the global anchor count (see :func:`anchor_mean`)."""
+    batch; terms are normalised by the global anchor count (see :func:`anchor_mean`).
+    Computed in float32 at least, with autocast off."""
     check_pair(q, k, "queries and keys")
     n = q.shape[0]
     _check_common(labels, n, temperature, unsup_method)

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.losses.gather import all_reduce_mean, gather, gather_no_grad, rank
+from selfsup.core.distributed import all_reduce_mean, gather, gather_no_grad, rank
 
 MINING = ("semi-hard", "batch-hard")
 

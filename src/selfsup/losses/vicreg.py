@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.losses.barlow_twins import check_positive
-from selfsup.losses.gather import gather
+from selfsup.core.distributed import gather
 from selfsup.losses.nt_xent import check_pair
 
 
@@ -65,6 +65,12 @@ def vicreg_loss(
     per-dimension std, c the sum of squared off-diagonal covariances over d. The invariance
     s is the mean squared error over samples *and dimensions*, as in the authors' released
     code, for which the coefficients were tuned (the paper's eq. 5 does not divide by d).
+    The variance term sums the two branches, v(Z) + v(Z'), as the paper's eq. 6 writes it
+    (solo-learn does the same); the authors' released code (main_vicreg.py) averages them,
+    (v(Z) + v(Z')) / 2, so here the variance term weighs twice as much relative to the other
+    two as in the code that produced the paper's results (mu = 25 here acts like mu = 50
+    there; pass std_coeff=12.5 to match the released code). The covariance term sums the two
+    branches in both.
     z1, z2: [N, d] expander outputs of the two views.
 
     Distributed semantics: embeddings are gathered (autograd-aware) and every process

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from selfsup.losses.barlow_twins import barlow_twins_loss, check_positive
-from selfsup.methods.base import MethodContext, Params, register_method
+from selfsup.methods.base import MethodContext, Params
 from selfsup.methods.two_view import TwoViewMethod
 from selfsup.models import Encoder, MLPHead
 
@@ -19,7 +19,6 @@ class BarlowTwinsParams(Params):
     proj_dim: int = 8192
 
 
-@register_method("barlow-twins")
 class BarlowTwins(TwoViewMethod):
     """Two views, encoder + projector; loss: the cross-correlation matrix of the two views'
     batch-standardised projections pushed to the identity, with the batch statistics

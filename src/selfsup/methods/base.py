@@ -19,8 +19,8 @@ from torch import nn
 
 from selfsup.config.loading import ConfigError, closest_keys_message
 from selfsup.config.schema import AugmentConfig
+from selfsup.methods.registry import METHODS
 from selfsup.models.encoders import Encoder, InputSpec
-from selfsup.registry import Registry
 
 
 @dataclass
@@ -57,6 +57,11 @@ class Method(nn.Module):
     ``embeddings`` ([N, d], optional) is the space the loss acts on, for diagnostics."""
 
     Params: ClassVar[type] = Params
+    # where training stands in epochs (epoch + the fraction of it done), set by the engine before
+    # every training step: epoch-based schedules (DINO's teacher temperature, frozen layers) read it
+    epoch: float = 0.0
+    # names in selfsup.eval.registry that `selfsup eval` runs for this method beside the standard ones
+    evaluations: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Params, encoder: Encoder, ctx: MethodContext):
         super().__init__()
@@ -72,23 +77,23 @@ class Method(nn.Module):
 
     def view_columns(self, x: torch.Tensor, views: Any) -> list[ViewColumn]:
         """``make_views(x)`` as columns of pictures for ``selfsup show-views``, one row per
-        image of ``x``. By default every view is a batch of images shaped like ``x``."""
+        image of ``x``. By default every view is a batch of images with the samples and channels
+        of ``x``, of any size (multi-crop: small local crops; their size is in the title)."""
         if not isinstance(views, (list, tuple)) or not all(
-                isinstance(v, torch.Tensor) and v.shape == x.shape for v in views):
+                isinstance(v, torch.Tensor) and v.dim() == 4 and v.shape[:2] == x.shape[:2] for v in views):
             raise ValueError(f"show-views cannot draw the views of {type(self).__name__}: "
-                             "they are not images of the input's shape")
-        return [ViewColumn(f"view {i + 1}", v) for i, v in enumerate(views)]
+                             "they are not images of the input's samples and channels")
+        return [ViewColumn(f"view {i + 1}" + ("" if v.shape[2:] == x.shape[2:] else f" ({v.shape[2]}x{v.shape[3]})"), v)
+                for i, v in enumerate(views)]
+
+    def before_optimizer_step(self) -> None:
+        """Called after the backward pass, before gradient clipping and the optimiser step: a
+        method that keeps a layer frozen for its first epochs drops that layer's gradients here
+        (``p.grad = None``: the optimiser then skips it, weight decay included)."""
 
     def after_optimizer_step(self, progress: float) -> None:
         """Called after every optimiser step; ``progress`` in [0, 1] is the fraction of training
         done (momentum encoders update here)."""
-
-
-METHODS: Registry[type[Method]] = Registry("method")
-
-
-def register_method(name: str):
-    return METHODS.register(name)
 
 
 def resolve_method_params(method_cfg: Mapping[str, Any]) -> tuple[type[Method], Params]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from selfsup.losses.byol import byol_loss
-from selfsup.methods.base import MethodContext, Params, register_method
+from selfsup.methods.base import MethodContext, Params
 from selfsup.methods.two_view import TwoViewMethod
 from selfsup.models import Encoder, MLPHead
 from selfsup.models.momentum import MomentumNetwork, check_momentum, scheduled_momentum
@@ -22,7 +22,6 @@ class BYOLParams(Params):
     pred_hidden_dim: int = 4096
 
 
-@register_method("byol")
 class BYOL(TwoViewMethod):
     """Online network: encoder, projector, predictor. Target network: an EMA copy of encoder and
     projector, updated after every optimiser step. Loss: the symmetrised normalised MSE between

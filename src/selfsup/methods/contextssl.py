@@ -25,9 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.augment.worlds import world_for
-from selfsup.eval import contextual as _contextual  # noqa: F401  (registers the contextssl and equivariance evaluations)
 from selfsup.losses.contextssl import ContextSSLLoss
-from selfsup.methods.base import Method, MethodContext, Params, register_method
+from selfsup.methods.base import Method, MethodContext, Params
 from selfsup.methods.simclr import SimCLR
 from selfsup.models import Encoder
 from selfsup.models.context_transformer import (
@@ -37,7 +36,7 @@ from selfsup.models.context_transformer import (
     pack_sequences,
     unpack_sequences,
 )
-from selfsup.models.environments import draw_environment
+from selfsup.data.actions import draw_environment
 
 
 @dataclass
@@ -59,7 +58,6 @@ class ContextSSLParams(Params):
     eval_contexts: List[int] = field(default_factory=lambda: [0, 2, 6, 14, 30, 126])
 
 
-@register_method("contextssl")
 class ContextSSL(Method):
     """Encoder -> context transformer -> contrastive prediction + auxiliary loss."""
 
@@ -133,7 +131,6 @@ class PairViews(nn.Module):
         return [pairs.first, pairs.second]
 
 
-@register_method("simclr-pairs")
 class PairSimCLR(SimCLR):
     """SimCLR whose positives are the two views of the dataset's pairs (rotcolor-mnist: two
     renders at random rotations and hues; adult: two corrupted rows, sex flipped half the
@@ -142,6 +139,5 @@ class PairSimCLR(SimCLR):
 
     evaluations = ("equivariance",)
 
-    def __init__(self, params, encoder: Encoder, ctx: MethodContext):
-        super().__init__(params, encoder, ctx)
-        self.views = PairViews(world_for(ctx.info))
+    def build_views(self, ctx: MethodContext) -> nn.Module:
+        return PairViews(world_for(ctx.info))

@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from selfsup.augment.exemplar import ExemplarViews
-from selfsup.losses import rank, triplet_loss
+from selfsup.core.distributed import rank
+from selfsup.losses import triplet_loss
 from selfsup.losses.triplet import MINING
-from selfsup.methods.base import Method, MethodContext, Params, register_method
+from selfsup.methods.base import Method, MethodContext, Params
 from selfsup.models import Encoder, MLPHead
 
 
@@ -24,7 +25,6 @@ class ExemplarParams(Params):
     head_hidden_dim: int = 0  # 0: a linear embedding head
 
 
-@register_method("exemplar")
 class Exemplar(Method):
     """``augment.num_views`` heavy augmentations of every image (:class:`ExemplarViews`): each
     image is its own class. Encoder + embedding head, rows L2-normalised (the paper's code

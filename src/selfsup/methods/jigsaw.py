@@ -7,9 +7,10 @@ from typing import Optional
 
 import torch
 
-from selfsup.augment.patches import jigsaw_tiles, noroozi_grid
+from selfsup.augment.patches import jigsaw_tiles
+from selfsup.core.patches import noroozi_grid
 from selfsup.augment.permutations import max_hamming_permutations
-from selfsup.methods.base import Method, MethodContext, Params, ViewColumn, register_method
+from selfsup.methods.base import Method, MethodContext, Params, ViewColumn
 from selfsup.methods.pretext import classification, grid_for, pretext_head
 from selfsup.models import Encoder, PatchGridEncoder
 
@@ -27,7 +28,6 @@ class JigsawParams(Params):
     head_hidden_dim: int = 512  # the paper's fc7 has 4096 units
 
 
-@register_method("jigsaw")
 class Jigsaw(Method):
     """The 9 tiles of a 3x3 grid (jittered, standardised) in the order of a permutation drawn
     per image from a fixed set; a shared encoder per tile, the 9 feature vectors concatenated

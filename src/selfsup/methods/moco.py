@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from selfsup.losses.infonce import check_temperature, info_nce
-from selfsup.methods.base import MethodContext, Params, register_method
+from selfsup.methods.base import MethodContext, Params
 from selfsup.methods.two_view import TwoViewMethod
 from selfsup.models import Encoder, MLPHead
 from selfsup.models.momentum import EmbeddingQueue, MomentumNetwork, check_momentum, scheduled_momentum
@@ -25,7 +25,6 @@ class MoCoParams(Params):
     proj_dim: int = 128
 
 
-@register_method("moco")
 class MoCo(TwoViewMethod):
     """Queries: encoder + MLP head on view 1. Keys: a momentum (EMA) copy of both on view 2,
     L2-normalised. Loss: InfoNCE of each query against its key and a queue of the keys of the

@@ -8,7 +8,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from selfsup.augment.patches import PatchGrid
+from selfsup.core.patches import PatchGrid
 from selfsup.models.encoders import InputSpec
 from selfsup.models.heads import MLPHead
 

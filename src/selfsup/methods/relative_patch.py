@@ -7,8 +7,9 @@ from typing import Optional
 
 import torch
 
-from selfsup.augment.patches import NEIGHBOUR_OFFSETS, doersch_grid, relative_patch_pairs
-from selfsup.methods.base import Method, MethodContext, Params, ViewColumn, register_method
+from selfsup.augment.patches import relative_patch_pairs
+from selfsup.core.patches import NEIGHBOUR_OFFSETS, doersch_grid
+from selfsup.methods.base import Method, MethodContext, Params, ViewColumn
 from selfsup.methods.pretext import classification, grid_for, pretext_head
 from selfsup.models import Encoder, PatchGridEncoder
 
@@ -24,7 +25,6 @@ class RelativePatchParams(Params):
     head_hidden_dim: int = 512  # the paper's fc7 has 4096 units
 
 
-@register_method("relative-patch")
 class RelativePatch(Method):
     """The centre patch of a 3x3 grid and one of its 8 neighbours, each jittered and
     standardised, through a shared (siamese) encoder; the two feature vectors concatenated feed

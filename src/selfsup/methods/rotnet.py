@@ -9,7 +9,7 @@ import torch
 
 from selfsup.augment import ops
 from selfsup.augment.rotation import ROTATION_DEGREES, rotation_batch
-from selfsup.methods.base import Method, MethodContext, Params, ViewColumn, register_method
+from selfsup.methods.base import Method, MethodContext, Params, ViewColumn
 from selfsup.methods.pretext import classification, pretext_head
 from selfsup.models import Encoder
 
@@ -23,7 +23,6 @@ class RotNetParams(Params):
     hflip_prob: float = 0.5
 
 
-@register_method("rotnet")
 class RotNet(Method):
     """Every image of the batch in all four rotations (0, 90, 180, 270 degrees), a shared
     encoder and a 4-way classifier of the rotation, cross-entropy over all 4N images."""

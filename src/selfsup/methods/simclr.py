@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from selfsup.losses import nt_xent
-from selfsup.methods.base import MethodContext, Params, register_method
+from selfsup.methods.base import MethodContext, Params
 from selfsup.methods.two_view import TwoViewMethod
 from selfsup.models import Encoder, SimCLRProjectionHead
 
@@ -19,7 +19,6 @@ class SimCLRParams(Params):
     proj_dim: int = 128
 
 
-@register_method("simclr")
 class SimCLR(TwoViewMethod):
     """Two SimCLR views per image, encoder + projection head, NT-Xent over the batch with the
     negatives gathered from every process."""

@@ -22,7 +22,7 @@ import torch
 from selfsup.augment.temporal import InvariantAugment, PeriodicViews
 from selfsup.losses.periodic import SIMILARITIES
 from selfsup.losses.simper import LABEL_DISTANCES, simper_loss
-from selfsup.methods.base import Method, MethodContext, Params, register_method
+from selfsup.methods.base import Method, MethodContext, Params
 from selfsup.models import Encoder
 from selfsup.models.temporal import SeriesEncoder, spectral_feature
 
@@ -47,7 +47,6 @@ class SimPerParams(Params):
     hflip_prob: float = 0.5
 
 
-@register_method("simper")
 class SimPer(Method):
     """SimPer on clips ([B, L, C, H, W]) or signals ([B, L, C]) with an encoder that emits one
     value per frame (``simper-featurizer``, ``signal-conv1d``)."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from selfsup.losses.byol import simsiam_loss
-from selfsup.methods.base import MethodContext, Params, register_method
+from selfsup.methods.base import MethodContext, Params
 from selfsup.methods.two_view import TwoViewMethod
 from selfsup.models import Encoder, MLPHead
 
@@ -18,7 +18,6 @@ class SimSiamParams(Params):
     pred_hidden_dim: int = 512  # predictor: 2048 -> 512 (BN, ReLU) -> 2048, a bottleneck
 
 
-@register_method("simsiam")
 class SimSiam(TwoViewMethod):
     """One network (encoder + projector) on both views, a predictor on top; loss: the symmetrised
     negative cosine between each view's prediction and the other view's projection with the

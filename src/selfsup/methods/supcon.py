@@ -9,7 +9,7 @@ import torch
 
 from selfsup.losses.infonce import check_temperature
 from selfsup.losses.supcon import check_unsup_method, supcon_terms
-from selfsup.methods.base import MethodContext, Params, register_method
+from selfsup.methods.base import MethodContext, Params
 from selfsup.methods.two_view import TwoViewMethod
 from selfsup.models import Encoder, MLPHead
 
@@ -24,7 +24,6 @@ class SupConParams(Params):
     proj_dim: int = 128
 
 
-@register_method("supcon")
 class SupCon(TwoViewMethod):
     """Two views, encoder + MLP head, L = L_unsup + reg_lambda * L_sup
     (:func:`selfsup.losses.supcon.supcon_terms`) with the candidates gathered from every

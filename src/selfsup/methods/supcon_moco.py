@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from selfsup.losses.supcon import check_unsup_method, supcon_queue_terms
-from selfsup.methods.base import MethodContext, register_method
+from selfsup.methods.base import MethodContext
 from selfsup.methods.moco import MoCo, MoCoParams
 from selfsup.models import Encoder
 from selfsup.models.momentum import EmbeddingQueue
@@ -22,7 +22,6 @@ class SupConMoCoParams(MoCoParams):
     unsup_method: str = "all"  # 'all': every query in the self-supervised term; 'only': unlabelled ones
 
 
-@register_method("supcon-moco")
 class SupConMoCo(MoCo):
     """MoCo whose queue also keeps each key's label. Queries of view 1 are contrasted with the
     keys of view 2 of the whole batch (gathered across processes) and the queue:

@@ -19,10 +19,15 @@ class TwoViewMethod(Method):
 
     def __init__(self, params: Params, encoder: Encoder, ctx: MethodContext):
         super().__init__(params, encoder, ctx)
+        self.views = self.build_views(ctx)
+
+    def build_views(self, ctx: MethodContext) -> torch.nn.Module:
+        """The hook that makes the views module (a subclass with other views overrides it):
+        ``views(x, generator) -> [view 1, view 2]``."""
         if ctx.spec.kind not in ("image", "clip", "signal"):
             raise ValueError(f"{type(self).__name__} makes views of images, clips or signals, not of {ctx.spec.kind} "
                              "data; for table rows use method.name=simclr-pairs (feature-corruption views)")
-        self.views = SimCLRViews(ctx.augment) if ctx.spec.kind == "image" else TemporalPairViews()
+        return SimCLRViews(ctx.augment) if ctx.spec.kind == "image" else TemporalPairViews()
 
     def make_views(self, x: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
         return self.views(x, generator)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from selfsup.losses.vicreg import check_coefficients, vicreg_terms
-from selfsup.methods.base import MethodContext, Params, register_method
+from selfsup.methods.base import MethodContext, Params
 from selfsup.methods.two_view import TwoViewMethod
 from selfsup.models import Encoder, MLPHead
 
@@ -21,7 +21,6 @@ class VICRegParams(Params):
     proj_dim: int = 8192
 
 
-@register_method("vicreg")
 class VICReg(TwoViewMethod):
     """Two views, encoder + expander; loss: invariance (MSE between the views' embeddings),
     variance (hinge on each dimension's std) and covariance (off-diagonal covariances) over the

@@ -14,7 +14,7 @@ import torchvision
 from torch import nn
 
 from selfsup.config.schema import ModelConfig
-from selfsup.registry import Registry
+from selfsup.models.registry import ENCODERS
 
 
 @dataclass(frozen=True)
@@ -24,9 +24,6 @@ class InputSpec:
     in_channels: int
     input_shape: tuple
     kind: str = "image"  # image | clip | signal | tabular
-
-
-ENCODERS: Registry[Callable[[ModelConfig, InputSpec], nn.Module]] = Registry("encoder")
 
 
 def conv_bn_relu(in_ch: int, out_ch: int, stride: int = 1) -> list[nn.Module]:
@@ -55,7 +52,6 @@ class StagedConvNet(nn.Module):
         return self.pool(x)
 
 
-@ENCODERS.register("convnet-small")
 def convnet_small(cfg: ModelConfig, spec: InputSpec) -> StagedConvNet:
     """Four 3x3 conv-BN-ReLU stages of widths w, 2w, 4w, 8w (w = model.width), 2x2 max-pool
     after the first three: a fast CPU encoder for 8-64 px images (feature_dim = 8w)."""
@@ -107,8 +103,7 @@ def resnet(arch: str) -> Callable[[ModelConfig, InputSpec], ResNetEncoder]:
     return build
 
 
-for _arch in ("resnet18", "resnet34", "resnet50"):
-    ENCODERS.register(_arch)(resnet(_arch))
+resnet18, resnet34, resnet50 = resnet("resnet18"), resnet("resnet34"), resnet("resnet50")
 
 
 class TimmEncoder(nn.Module):
@@ -157,6 +152,14 @@ class Encoder(nn.Module):
         if not hasattr(self.backbone, "forward_stages"):
             raise ValueError(f"encoder {type(self.backbone).__name__} does not expose its stages for per-layer probing")
         return self.backbone.forward_stages(self.normalize(x))
+
+    def forward_tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """All tokens of a token-based backbone (a ViT: :meth:`selfsup.models.vit.ViTEncoder.forward_tokens`,
+        ``keep`` = indices of the visible patches) for raw inputs."""
+        if not hasattr(self.backbone, "forward_tokens"):
+            raise ValueError(f"encoder {type(self.backbone).__name__} has no tokens: token masking needs a ViT "
+                             "(model.encoder=vit-tiny or vit-small)")
+        return self.backbone.forward_tokens(self.normalize(x), keep)
 
 
 def build_encoder(cfg: ModelConfig, spec: InputSpec, mean: Sequence[float], std: Sequence[float]) -> Encoder:

@@ -11,7 +11,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from selfsup.config.schema import ModelConfig
-from selfsup.augment.patches import PatchGrid
+from selfsup.core.patches import PatchGrid
 from selfsup.models.encoders import Encoder, InputSpec, build_encoder
 from selfsup.models.patch_grid import PatchGridEncoder
 
@@ -38,9 +38,9 @@ def export_encoder(encoder: Encoder, model_cfg, spec: InputSpec, path: str | Pat
     return path
 
 
-def load_encoder(path: str | Path, map_location: str = "cpu") -> Encoder:
-    """The trained encoder of a run folder or of an ``encoder.safetensors`` file, in eval mode.
-    It takes raw inputs (images in 0..1, [N, C, H, W]) and returns features [N, feature_dim]."""
+def read_encoder_file(path: str | Path, map_location: str = "cpu", tensors: bool = True) -> tuple[dict, dict]:
+    """The metadata (model config, input spec, mean, std, patch grid) and, with ``tensors``, the
+    tensors of an ``encoder.safetensors`` file or of a run folder's."""
     path = Path(path)
     if path.is_dir():
         path = path / ENCODER_FILE
@@ -49,9 +49,16 @@ def load_encoder(path: str | Path, map_location: str = "cpu") -> Encoder:
     try:
         with safe_open(str(path), framework="pt", device=map_location) as f:
             meta = json.loads((f.metadata() or {})["selfsup"])
-            state = {k: f.get_tensor(k) for k in f.keys()}
+            state = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
     except Exception as err:  # safetensors raises its own error type for damaged files
         raise ValueError(f"{path} is not a selfsup encoder file ({err})") from err
+    return meta, state
+
+
+def load_encoder(path: str | Path, map_location: str = "cpu") -> Encoder:
+    """The trained encoder of a run folder or of an ``encoder.safetensors`` file, in eval mode.
+    It takes raw inputs (images in 0..1, [N, C, H, W]) and returns features [N, feature_dim]."""
+    meta, state = read_encoder_file(path, map_location)
     spec = InputSpec(meta["spec"]["in_channels"], tuple(meta["spec"]["input_shape"]), meta["spec"]["kind"])
     model_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), meta["model"]))
     encoder = build_encoder(model_cfg, spec, meta["mean"], meta["std"])

@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from selfsup.losses.gather import gather_no_grad
+from selfsup.core.distributed import gather_no_grad
 
 
 def check_momentum(momentum: float) -> None:

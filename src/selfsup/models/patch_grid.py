@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from selfsup.augment.patches import PatchGrid, crop_patches, standardize_patches
+from selfsup.core.patches import PatchGrid, crop_patches, standardize_patches
 from selfsup.models.encoders import Encoder
 
 

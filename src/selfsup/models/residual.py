@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.config.schema import ModelConfig
-from selfsup.models.encoders import ENCODERS, InputSpec, StagedConvNet, conv_bn_relu
+from selfsup.models.encoders import InputSpec, StagedConvNet, conv_bn_relu
 
 
 class BasicBlock(nn.Module):
@@ -48,13 +48,11 @@ def small_staged_net(cfg: ModelConfig, spec: InputSpec, skip: bool) -> StagedCon
     return StagedConvNet(stages, widths[-1])
 
 
-@ENCODERS.register("resnet-small")
 def resnet_small(cfg: ModelConfig, spec: InputSpec) -> StagedConvNet:
     """convnet-small's four stages, each followed by a residual basic block (12 conv layers)."""
     return small_staged_net(cfg, spec, skip=True)
 
 
-@ENCODERS.register("plainnet-small")
 def plainnet_small(cfg: ModelConfig, spec: InputSpec) -> StagedConvNet:
     """resnet-small without its skip connections: a VGG-style stack of 12 conv layers."""
     return small_staged_net(cfg, spec, skip=False)

@@ -3,7 +3,7 @@ the :class:`~selfsup.models.encoders.Encoder` wrapper)."""
 from __future__ import annotations
 
 from selfsup.config.schema import ModelConfig
-from selfsup.models.encoders import ENCODERS, InputSpec
+from selfsup.models.encoders import InputSpec
 from selfsup.models.heads import MLPHead
 
 
@@ -16,7 +16,6 @@ class TabularMLP(MLPHead):
         self.feature_dim = 8 * width
 
 
-@ENCODERS.register("mlp")
 def mlp(cfg: ModelConfig, spec: InputSpec) -> TabularMLP:
     if spec.kind != "tabular" or len(spec.input_shape) != 1:
         raise ValueError(f"encoder mlp takes table rows [D] (kind tabular), got kind {spec.kind} of shape "

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from selfsup.config.schema import ModelConfig
-from selfsup.losses.periodic import power_spectrum
-from selfsup.models.encoders import ENCODERS, InputSpec
+from selfsup.core.spectrum import power_spectrum
+from selfsup.models.encoders import InputSpec
 
 
 def spectral_feature(series: torch.Tensor, n: int) -> torch.Tensor:
@@ -115,7 +115,6 @@ def _check_kind(name: str, spec: InputSpec, kind: str) -> None:
                          f"use {'simper-featurizer' if spec.kind == 'clip' else 'signal-conv1d' if spec.kind == 'signal' else 'convnet-small'}")
 
 
-@ENCODERS.register("simper-featurizer")
 def simper_featurizer(cfg: ModelConfig, spec: InputSpec) -> Featurizer3D:
     """SimPer's 3-D conv featurizer for clips: one value per frame (widths w, 2w; w = model.width,
     the original 64); feature_dim = clip length + 1 (the series' power spectrum)."""
@@ -123,7 +122,6 @@ def simper_featurizer(cfg: ModelConfig, spec: InputSpec) -> Featurizer3D:
     return Featurizer3D(spec.in_channels, cfg.width, spec.input_shape[0])
 
 
-@ENCODERS.register("signal-conv1d")
 def signal_conv1d(cfg: ModelConfig, spec: InputSpec) -> SignalConv1D:
     """Dilated 1-D conv encoder for signals: one value per step (widths w, 2w, 2w);
     feature_dim = signal length + 1 (the series' power spectrum)."""
