@@ -97,31 +97,30 @@ def test_eval_limit_caps_bank_and_test_and_merges_into_eval_json(digits_run):
 
 def test_load_encoder_and_embed(digits_run, tmp_path):
     from selfsup import load_encoder
+    from selfsup.engine.run import Run
 
     encoder = load_encoder(digits_run)
     assert encoder(torch.rand(2, 1, 8, 8)).shape == (2, encoder.feature_dim)
+    splits = Run.open(digits_run).splits()  # the run's own data and seed
     out = tmp_path / "features.npy"
-    selfsup("embed", digits_run, "--data", "digits", "--out", out)
-    features, labels = np.load(out), np.load(tmp_path / "features.labels.npy")
-    assert features.shape == (len(labels), encoder.feature_dim)
-
-
-def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path):
-    args = [*FAST, "data.limit=600", "trainer.max_epochs=3", "eval.baselines=false"]
-    selfsup("train", *args, f"run.dir={tmp_path / 'straight'}")
-    killed = killed_run("epoch:0", *args, f"run.dir={tmp_path / 'killed'}")
-    assert killed.returncode == -signal.SIGKILL
-    assert load_checkpoint_file(tmp_path / "killed" / "checkpoints" / "last.ckpt")["epoch"] == 0
-    assert not (tmp_path / "killed" / "eval.json").exists()
-    selfsup("train", "--resume", tmp_path / "killed")
-    steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "killed" / "metrics.csv")) if r.get("train/loss")]
-    straight_steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "straight" / "metrics.csv"))
-                      if r.get("train/loss")]
-    assert steps == straight_steps  # the loss curve before the kill is kept, nothing is logged twice
-    straight, resumed = read_eval(tmp_path / "straight"), read_eval(tmp_path / "killed")
-    assert straight.keys() == resumed.keys()
-    for key in straight:
-        assert resumed[key] == pytest.approx(straight[key], abs=1e-4), key
+    result = selfsup("embed", digits_run, "--out", out)
+    assert str(out) in result.stdout and str(tmp_path / "features.rows.csv") in result.stdout
+    features = np.load(out)
+    rows = list(csv.DictReader(open(tmp_path / "features.rows.csv")))
+    assert features.shape == (len(splits.train) + len(splits.test), encoder.feature_dim) == (len(rows), features.shape[1])
+    assert [r["split"] for r in rows] == ["train"] * len(splits.train) + ["test"] * len(splits.test)
+    assert [int(r["label"]) for r in rows[len(splits.train):]] == splits.test.labels.tolist()
+    expected = encoder(splits.test.load(torch.arange(3)).float() / 255).detach().numpy()
+    np.testing.assert_allclose(features[len(splits.train):][:3], expected, atol=1e-4)
+    selfsup("embed", digits_run, "--split", "test", "--out", tmp_path / "test.csv")
+    table = list(csv.reader(open(tmp_path / "test.csv")))
+    assert table[0][:3] == ["index", "label", "split"] and len(table) == 1 + len(splits.test)
+    np.testing.assert_allclose(np.array(table[1][3:6], dtype=float), expected[0, :3], rtol=1e-5, atol=1e-6)
+    pq = pytest.importorskip("pyarrow.parquet")
+    selfsup("embed", digits_run, "--split", "train", "--out", tmp_path / "train.parquet")
+    assert pq.read_table(tmp_path / "train.parquet").num_rows == len(splits.train)
+    bad = selfsup("embed", digits_run, "--out", tmp_path / "x.txt", check=False)
+    assert bad.returncode == 2 and ".npy" in bad.stderr and not (tmp_path / "x.txt").exists()
 
 
 def test_resume_from_a_mid_epoch_checkpoint_ends_like_an_uninterrupted_run(tmp_path):

@@ -107,3 +107,14 @@ def test_invariant_baseline_trains_on_the_same_pairs(tmp_path):
     for k in keys:
         assert math.isfinite(results[f"random_init.features.{k}"]) and results[f"random_init.features.{k}"] <= 1
     assert any(results[f"random_init.features.{k}"] != results[f"features.{k}"] for k in keys)
+
+
+def test_invariant_baseline_trains_on_table_rows(tmp_path):
+    # the views are built by the method's build_views hook, so the base class no longer refuses
+    # table data before simclr-pairs replaces the views (it raised an error recommending itself)
+    write_adult_wheel(tmp_path)
+    results = run("train", "contextssl-adult", "method.name=simclr-pairs", "method.proj_hidden_dim=16",
+                  "method.proj_dim=8", f"data.root={tmp_path}", "data.batch_size=32", "eval.limit=40", *TINY,
+                  f"run.dir={tmp_path / 'run'}")
+    assert 0 <= results["features.sex.top1"] <= 1 and 0 <= results["linear.top1"] <= 1
+    assert not any(k.startswith("ctx") for k in results)

@@ -178,3 +178,40 @@ def test_the_console_is_quiet_and_names_the_run_folder_first(tmp_path):
         assert noise not in result.stdout, noise
     assert "Tip" not in result.stderr and "Trainable params" not in result.stderr
     assert "Epoch 0" in result.stderr  # the progress bar is drawn on stderr
+
+
+# -- one command: the config composed once, the data built once, the checkpoint read once ------
+def counting(monkeypatch, module, name):
+    calls = []
+    original = getattr(module, name)
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, spy)
+    return calls
+
+
+def test_train_and_its_evaluation_build_config_and_data_once(tmp_path, monkeypatch):
+    import selfsup.engine.configure as configure
+    import selfsup.engine.run as run_module
+    from selfsup.cli import main
+
+    configs = counting(monkeypatch, configure, "build_config")
+    data = counting(monkeypatch, run_module, "build_data")
+    assert main(["train", *FAST, "trainer.max_steps=2", "eval.baselines=false", f"run.dir={tmp_path / 'once'}"]) == 0
+    assert len(configs) == 1 and len(data) == 1
+    assert (tmp_path / "once" / "eval.json").exists()
+
+
+def test_resume_reads_the_checkpoint_once(finished_run, tmp_path, monkeypatch):
+    import shutil
+
+    import selfsup.engine.checkpoint as checkpoint
+
+    run_dir = tmp_path / "read-once"
+    shutil.copytree(finished_run, run_dir)
+    reads = counting(monkeypatch, checkpoint, "load_checkpoint_file")
+    resume(run_dir, ["trainer.max_epochs=3"])
+    assert len(reads) == 1  # Lightning's restore; the step count comes from checkpoints/last.json

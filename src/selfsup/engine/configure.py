@@ -21,6 +21,7 @@ from selfsup.config.loading import (
     read_yaml,
     recipe_values,
 )
+from selfsup.engine.precision import resolve_precision
 from selfsup.methods import METHODS, method_config_with_defaults
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ TRAINER_DEFAULTS = {
     "accelerator": "auto",
     "devices": 1,
     "strategy": "auto",
-    "precision": "32-true",
+    "precision": "auto",  # resolved at compose time: selfsup.engine.precision.auto_precision
     "log_every_n_steps": 50,
     "enable_progress_bar": True,
     "ckpt_every_n_steps": None,  # selfsup's own: also checkpoint every n optimiser steps
@@ -105,9 +106,11 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
     for key in cfg.trainer:
         if key not in valid:
             raise ConfigError(closest_keys_message(f"trainer.{key}", [f"trainer.{k}" for k in valid]))
-    check_trainer_values(OmegaConf.to_container(cfg.trainer))
+    trainer = {**TRAINER_DEFAULTS, **OmegaConf.to_container(cfg.trainer)}
+    trainer["precision"] = resolve_precision(trainer["precision"], trainer["accelerator"])
+    check_trainer_values(trainer)
     out = cfg.copy()
-    out.trainer = {**TRAINER_DEFAULTS, **OmegaConf.to_container(cfg.trainer)}
+    out.trainer = trainer
     out.method = method_config_with_defaults(OmegaConf.to_container(cfg.method))
     return out
 
@@ -181,7 +184,7 @@ TRAINER_COMMENTS = {
     "accelerator": "cpu | gpu | auto",
     "devices": "processes per node (GPUs); with strategy=ddp they share the batch work",
     "strategy": "auto | ddp | ... (Lightning strategies)",
-    "precision": "32-true | bf16-mixed | 16-mixed",
+    "precision": "auto (bf16-mixed where the device has native bf16, else 32-true) | 32-true | bf16-mixed | 16-mixed",
     "log_every_n_steps": "metrics.csv row every n steps (more often in short runs)",
     "enable_progress_bar": "Lightning's progress bar, on stderr",
     "ckpt_every_n_steps": "selfsup: also write checkpoints/last.ckpt every n optimiser steps",

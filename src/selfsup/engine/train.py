@@ -20,6 +20,7 @@ from selfsup.engine.console import StderrProgressBar, quiet_lightning
 from selfsup.engine.loggers import build_loggers
 from selfsup.engine.module import SSLModule
 from selfsup.engine.run import RUN_DIR_ENV, Run, new_run_dir, process_rank, write_json
+from selfsup.eval.label_gate import online_probe_gap
 from selfsup.models import export_encoder
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,8 @@ def prepare(run: Run, callbacks: Sequence[L.Callback]) -> tuple[L.Trainer, SSLMo
     quiet_lightning()
     splits = run.splits()
     method = build_method(cfg, splits)
-    module = SSLModule(cfg, method, splits.num_classes)
+    # the online probe needs labelled pre-training samples of 2+ classes (eval.json: skipped.online_probe)
+    module = SSLModule(cfg, method, splits.num_classes if online_probe_gap(splits.pretrain.labels) is None else 0)
     try:
         trainer = make_trainer(run, callbacks, len(splits.pretrain))
     except MisconfigurationException as err:  # devices, accelerator, strategy this machine cannot give
