@@ -34,8 +34,11 @@ MAX_ATTEMPTS = 6  # the last attempt of a run is never killed
 
 
 def selfsup(args: list[str]) -> subprocess.Popen:
+    # SIGINT back to its default in the child: a soak started in the background (`... &`) has it
+    # ignored, and an ignored SIGINT is inherited, so Ctrl-C would never reach the run
     return subprocess.Popen([sys.executable, "-m", "selfsup", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def eval_json(run_dir: Path) -> dict | None:
@@ -43,10 +46,19 @@ def eval_json(run_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def wait_for_work(proc: subprocess.Popen, run_dir: Path) -> float:
+    """Block until the process holds the run folder's lock (its imports are done and it works on
+    the run) or exits; returns when that was (perf_counter)."""
+    while proc.poll() is None and not (run_dir / ".lock").exists():
+        time.sleep(0.05)
+    return time.perf_counter()
+
+
 def run_twin(name: str, work: Path) -> tuple[dict, float]:
+    """The uninterrupted run's eval.json and how long it worked on its folder (train + eval)."""
     run_dir = work / f"twin-{name}"
-    start = time.perf_counter()
     proc = selfsup(["train", *BASE, *CONFIGS[name], f"run.dir={run_dir}"])
+    start = wait_for_work(proc, run_dir)
     _, err = proc.communicate()
     if proc.returncode != 0:
         raise SystemExit(f"twin {name} failed:\n{err}")
@@ -70,16 +82,20 @@ def soak_one(run_dir: Path, name: str, duration: float, rng: random.Random, stat
         stats["restarts" if fresh and attempt else "resumes" if not fresh else "starts"] += 1
         proc = selfsup(args)
         kill = attempt == 0 or (attempt < MAX_ATTEMPTS - 1 and rng.random() < 0.3)
+        sig = None
         if kill:
+            wait_for_work(proc, run_dir)
             try:
-                proc.wait(timeout=rng.uniform(0.2, 1.0) * duration)
+                proc.wait(timeout=rng.uniform(0.0, 1.0) * duration)
             except subprocess.TimeoutExpired:
                 sig = rng.choice([signal.SIGKILL, signal.SIGINT])
                 proc.send_signal(sig)
-                stats["kills"][sig.name] += 1
         _, err = proc.communicate()
+        if sig is not None and proc.returncode != 0:  # a signal that landed (not one during the interpreter's exit)
+            stats["kills"][sig.name] += 1
         if proc.returncode == 0 and eval_json(run_dir) is not None:
             return eval_json(run_dir)
+        stats["last_error"] = err.strip().splitlines()[-1:]
         if proc.returncode not in (0, 1, 2, -signal.SIGKILL, -signal.SIGINT, 130):
             stats["errors"].append(f"{run_dir.name}: exit {proc.returncode}: {err.strip().splitlines()[-1:]}")
         elif proc.returncode == 2:  # a selfsup error line: not something a kill should cause
@@ -94,7 +110,8 @@ def report(stats: dict, args, elapsed: float) -> str:
         f"`python bench/soak.py --runs {args.runs} --minutes {args.minutes} --seed {args.seed}` "
         f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {elapsed / 60:.1f} min on a shared 2-core CPU).",
         "Each run: digits, 300 samples, convnet-small width 8, SimCLR; mid-epoch checkpoints on; its first "
-        "process is killed with SIGKILL or SIGINT at a uniform random moment in 0.2-1.0 of the twin's wall time "
+        "process is killed with SIGKILL or SIGINT at a uniform random moment of the time its twin worked on the "
+        "run folder (from taking the lock to its exit; imports excluded), "
         "(later resumes with probability 0.3, never the last), then `selfsup train --resume` until it finishes "
         "(train + eval).",
         "",
@@ -144,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                 stats["mismatches"] += 1
             stats["max_diff"] = max(stats["max_diff"], diff or 0.0)
             stats["leaked"] += len(list(run_dir.rglob("*.tmp"))) + (run_dir / ".lock").exists()
-            print(f"run {i}: {name} diff={diff} kills={stats['kills']} resumes={stats['resumes']}", flush=True)
+            print(f"run {i}: {name} diff={diff} kills={stats['kills']} resumes={stats['resumes']} "
+                  f"restarts={stats['restarts']} last error={stats.pop('last_error', None)}", flush=True)
             shutil.rmtree(run_dir, ignore_errors=True)
     stats["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     out = Path(args.out)

@@ -1,6 +1,5 @@
 """Issue 3's recipes end to end on tiny data (digits, a few steps), through the CLI entry point in
 this process, and MoCo's queue across a crash and `--resume`."""
-import csv
 import json
 import math
 
@@ -8,6 +7,7 @@ import lightning as L
 import pytest
 import torch
 
+from run_utils import column, listed_recipes, metrics
 from selfsup.cli import main
 from selfsup.engine.configure import compose_config
 from selfsup.engine.checkpoint import load_checkpoint_file
@@ -24,14 +24,7 @@ FAST = ["data.name=digits", "data.batch_size=64", "trainer.enable_progress_bar=f
 QUEUE = {"moco-fashion-mnist": ["method.queue_size=96"], "supcon-moco-fashion-mnist": ["method.queue_size=96"]}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, thread oversubscription makes these tiny
-    convolutions and BatchNorms ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -43,18 +36,8 @@ def runs(tmp_path_factory):
     return root
 
 
-def metrics(run_dir) -> list[dict]:
-    return list(csv.DictReader(open(run_dir / "metrics.csv")))
-
-
-def column(rows, name) -> list[float]:
-    return [float(r[name]) for r in rows if r.get(name)]
-
-
 def test_every_recipe_is_listed(capsys):
-    assert main(["recipes"]) == 0
-    listed = {line.split("\t")[0] for line in capsys.readouterr().out.splitlines()}
-    assert set(RECIPES) <= listed
+    assert set(RECIPES) <= listed_recipes(capsys)
 
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))

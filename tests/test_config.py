@@ -58,7 +58,9 @@ def test_method_keys_are_checked_and_defaults_filled():
         compose_config(None, ["method.temperature=hot"])
     resolved = compose_config(None, ["method.temperature=0.2"])
     assert resolved.method.temperature == 0.2 and resolved.method.proj_dim == 128
-    assert resolved.trainer.precision == "32-true"
+    from selfsup.engine.precision import auto_precision
+
+    assert resolved.trainer.precision == auto_precision("auto")  # the recipe's precision: auto, resolved here
 
 
 def test_unknown_method_and_recipe():

@@ -27,12 +27,7 @@ ENCODER = {"mae": "vit-tiny"}
 LABELS = torch.tensor([0, 1, 2, -1, 0, 1, -1, -1])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(name, encoder=None, augment=MULTI_CROP, **params):

@@ -2,7 +2,6 @@
 their views through `selfsup show-views`, and the engine's training machinery in one short DINO
 run: the last layer frozen in the first epoch, the weight-decay schedule, per-module learning
 rates, gradient clipping and the online kNN monitor."""
-import csv
 import json
 import math
 
@@ -10,6 +9,7 @@ import lightning as L
 import pytest
 import torch
 
+from run_utils import column, listed_recipes, metrics
 from selfsup.cli import main
 from selfsup.engine.configure import compose_config
 from selfsup.engine.optim import scheduled_weight_decay
@@ -31,13 +31,7 @@ RECIPES = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread for the in-process runs (tiny ops on a shared 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -48,18 +42,8 @@ def runs(tmp_path_factory):
     return root
 
 
-def metrics(run_dir) -> list[dict]:
-    return list(csv.DictReader(open(run_dir / "metrics.csv")))
-
-
-def column(rows, name) -> list[float]:
-    return [float(r[name]) for r in rows if r.get(name)]
-
-
 def test_the_new_recipes_are_listed(capsys):
-    assert main(["recipes"]) == 0
-    listed = {line.split("\t")[0] for line in capsys.readouterr().out.splitlines()}
-    assert set(RECIPES) <= listed
+    assert set(RECIPES) <= listed_recipes(capsys)
 
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import os
 import sys
@@ -11,6 +12,14 @@ from pathlib import Path
 PROBES = ("mlp", "finetune")  # beside kNN and linear, which always run
 EXPORT_FORMATS = ("safetensors", "onnx", "torchvision", "timm")  # selfsup.models.formats.FORMATS, without importing torch
 EXPECTED_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, ImportError, FloatingPointError)
+ELSEWHERE = "set run.dir (train) or --out (export, embed) to a folder on another disk"
+DISK_ERRORS = {  # OSErrors a user can cause and fix: errno -> the fix
+    errno.ENOSPC: f"free space on that disk, or {ELSEWHERE}",
+    errno.EDQUOT: f"free space within your quota, or {ELSEWHERE}",
+    errno.EACCES: "fix the folder's permissions, or choose one you may write (run.dir, --out)",
+    errno.EPERM: "fix the folder's permissions, or choose one you may write (run.dir, --out)",
+    errno.EROFS: "that file system is read-only: choose a folder on a writable one (run.dir, --out)",
+}
 
 
 def split_recipe(args: list[str]) -> tuple[str | None, list[str]]:
@@ -60,7 +69,9 @@ def cmd_methods(ns: argparse.Namespace) -> int:
 
 
 def format_results(results: dict) -> str:
-    return "\n".join(f"{k:32s} {v:.4f}" for k, v in results.items())
+    from selfsup.eval.report import fmt
+
+    return "\n".join(f"{k:32s} {fmt(v)}" for k, v in results.items())
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
@@ -87,6 +98,16 @@ def probe_list(text: str) -> list[str]:
         if probe not in PROBES:
             raise argparse.ArgumentTypeError(f"unknown probe {probe!r}; valid: {', '.join(PROBES)}")
     return probes
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
 
 
 def fraction_list(text: str) -> list[float]:
@@ -201,7 +222,7 @@ def parser() -> argparse.ArgumentParser:
     v = sub.add_parser("show-views", help="save a PNG grid of augmented views of a few samples")
     v.add_argument("args", nargs="*", help="optional recipe, then key=value overrides")
     v.add_argument("--out", default="views.png")
-    v.add_argument("--samples", type=int, default=8)
+    v.add_argument("--samples", type=positive_int, default=8, help="how many samples (rows of the grid)")
     v.set_defaults(func=cmd_show_views)
 
     c = sub.add_parser("config", help="print the fully resolved config (YAML, each key with its comment)",
@@ -250,6 +271,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"selfsup: error: {message}", file=sys.stderr)
+        return 2
+    except OSError as err:  # disk full, permissions: one line naming the path, the need and the fix
+        if err.errno not in DISK_ERRORS or os.environ.get("SELFSUP_DEBUG") or ns.verbose:
+            raise
+        where = err.filename or "a file selfsup writes"
+        print(f"selfsup: error: {where}: {err.strerror or os.strerror(err.errno)}; {DISK_ERRORS[err.errno]}",
+              file=sys.stderr)
         return 2
 
 

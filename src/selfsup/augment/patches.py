@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from selfsup.augment import ops
-from selfsup.core.patches import GRID, CENTRE, NEIGHBOUR_OFFSETS, NEIGHBOUR_CELLS, PatchGrid, crop_patches, standardize_patches
+from selfsup.core.patches import CENTRE, GRID, NEIGHBOUR_CELLS, PatchGrid, crop_patches, standardize_patches
 
 
 def drop_colour_channels(patches: torch.Tensor, g: torch.Generator, noise_ratio: float = 0.01) -> torch.Tensor:

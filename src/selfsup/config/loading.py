@@ -61,6 +61,12 @@ def parse_overrides(overrides: Iterable[str]) -> dict:
     for item in items:
         if "=" not in item or item.startswith("="):
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. data.limit=1000)")
+        try:
+            OmegaConf.to_container(OmegaConf.from_dotlist([item]))
+        except (OmegaConfBaseException, yaml.YAMLError) as err:  # an unclosed [ or ${, a bad interpolation
+            reason = str(err).splitlines()[0]
+            raise ConfigError(f"override {item!r} cannot be parsed ({reason}); quote a value that holds [, {{ or "
+                              f"${{ (key='...') or fix its brackets") from None
     return OmegaConf.to_container(OmegaConf.from_dotlist(items))
 
 

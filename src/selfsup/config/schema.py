@@ -39,6 +39,14 @@ class ModelConfig:
     channels_last: bool = True  # NHWC memory format: faster convolutions on CPU and GPU
     patch_size: Optional[int] = None  # ViTs: patch side in pixels; None = from the image size (models.vit.auto_patch_size)
     vit_registers: int = 0  # ViTs: register tokens beside the class token (Darcet et al., ICLR 2024)
+    compile: bool = False  # torch.compile the method's networks (encoder, heads) in place
+    # BatchNorm statistics over the global batch under DDP (Lightning's sync_batchnorm); None = on for the
+    # methods whose BN statistics carry the signal (Method.global_batchnorm) when several CUDA processes train
+    sync_batchnorm: Optional[bool] = None
+    # start from weights on disk, never a download: a selfsup run folder, an encoder.safetensors, or a
+    # plain PyTorch / torchvision / timm state dict (torch.load(weights_only=True)); see
+    # selfsup.models.init_weights. None = the seeded random init (the random_init baseline always is)
+    init: Optional[str] = None
 
 
 @dataclass
@@ -87,6 +95,9 @@ class OptimConfig:
     min_lr_ratio: float = 0.0
     probe_lr: Optional[float] = None  # online linear probe; None = 0.1 (sgd/lars) or 1e-3 (adamw)
     lr_scales: Dict[str, float] = field(default_factory=dict)  # lr multipliers by module name, e.g. predictor: 10
+    # optim.lr is for a world batch of 256 (batch_size x devices x num_nodes): none (as given) | linear
+    # (x world/256, Goyal et al. 2017) | sqrt (x sqrt(world/256), for LARS/AdamW at large batches)
+    lr_scaling: str = "none"
 
 
 @dataclass

@@ -54,6 +54,6 @@ class Registry(Generic[T]):
 
 def unknown_name_message(kind: str, name: str, valid: list[str]) -> str:
     """'unknown <kind> X; did you mean: A, B? valid: ...' with the closest names first."""
-    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
+    close = difflib.get_close_matches(str(name), valid, n=3, cutoff=0.5)  # a config may give a number
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return f"unknown {kind} {name!r}.{hint} Valid {kind} names: {', '.join(sorted(valid))}"

@@ -1,6 +1,8 @@
 """Checkpoints: written atomically (temp file + rename), read without unpickling code."""
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import tempfile
@@ -19,15 +21,21 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     reader sees the old file or the new one, never a half-written one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()  # serialised in memory first: a full disk is then an OSError that says the size
+    torch.save(obj, buffer)  # needed, not torch's "unexpected pos" from deep inside its zip writer
+    data = buffer.getbuffer()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(err.errno, f"{err.strerror or os.strerror(err.errno)} (writing it needs "
+                                     f"{len(data) / 1e6:.1f} MB free)", str(path)) from err
         raise
 
 

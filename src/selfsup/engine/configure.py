@@ -21,6 +21,7 @@ from selfsup.config.loading import (
     read_yaml,
     recipe_values,
 )
+from selfsup.config.ranges import check_ranges
 from selfsup.engine.precision import resolve_precision
 from selfsup.methods import METHODS, method_config_with_defaults
 
@@ -39,8 +40,18 @@ TRAINER_DEFAULTS = {
     "log_every_n_steps": 50,
     "enable_progress_bar": True,
     "ckpt_every_n_steps": None,  # selfsup's own: also checkpoint every n optimiser steps
+    "min_train_steps": None,  # selfsup's own: at least this many steps when max_epochs gives fewer (see below)
 }
-SELFSUP_TRAINER_KEYS = {"ckpt_every_n_steps"}
+SELFSUP_TRAINER_KEYS = {"ckpt_every_n_steps", "min_train_steps"}
+# A budget that fits the data: a recipe's max_epochs was sized for its own dataset; on the user's own
+# data (these datasets) a new run trains at least USER_DATA_MIN_STEPS optimiser steps unless the
+# command line gives its length (trainer.max_epochs / max_steps / min_train_steps). It only ever
+# lengthens a short run (a large dataset trains the recipe's epochs); trainer.max_time still ends
+# training first when it comes first. Not measured on a validation table yet: a conservative floor
+# (about 1,000 steps, where a SimCLR ConvNet on a few thousand images is past its random init).
+USER_DATA = {"image-folder", "signals", "video-folder"}
+USER_DATA_MIN_STEPS = 1000
+LENGTH_KEYS = {"trainer.max_epochs", "trainer.max_steps", "trainer.min_train_steps"}
 MANAGED_TRAINER_KEYS = {"callbacks", "logger", "plugins", "default_root_dir", "enable_checkpointing",
                         "use_distributed_sampler", "self"}
 # what `selfsup train --resume RUN key=value` may change: the length, where and how it runs, what
@@ -109,6 +120,7 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
     trainer = {**TRAINER_DEFAULTS, **OmegaConf.to_container(cfg.trainer)}
     trainer["precision"] = resolve_precision(trainer["precision"], trainer["accelerator"])
     check_trainer_values(trainer)
+    check_ranges(OmegaConf.to_container(cfg))
     out = cfg.copy()
     out.trainer = trainer
     out.method = method_config_with_defaults(OmegaConf.to_container(cfg.method))
@@ -143,7 +155,10 @@ def compose_config(recipe: str | None = None, overrides: Sequence[str] = ()) -> 
     """The resolved config of ``selfsup train [RECIPE] [key=value ...]``."""
     given = parse_overrides(overrides)
     values = switch_method(recipe_values(recipe or DEFAULT_RECIPE), given)
-    return resolve_config(build_config(values, given))
+    cfg = resolve_config(build_config(values, given))
+    if cfg.data.name in USER_DATA and not LENGTH_KEYS & set(flat_keys(given)) and cfg.trainer.min_train_steps is None:
+        cfg.trainer.min_train_steps = USER_DATA_MIN_STEPS
+    return cfg
 
 
 def flat_keys(values: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -185,9 +200,12 @@ TRAINER_COMMENTS = {
     "devices": "processes per node (GPUs); with strategy=ddp they share the batch work",
     "strategy": "auto | ddp | ... (Lightning strategies)",
     "precision": "auto (bf16-mixed where the device has native bf16, else 32-true) | 32-true | bf16-mixed | 16-mixed",
+    "max_time": "DD:HH:MM:SS wall-time budget: steps planned from the measured step time (selfsup.engine.budget)",
     "log_every_n_steps": "metrics.csv row every n steps (more often in short runs)",
     "enable_progress_bar": "Lightning's progress bar, on stderr",
     "ckpt_every_n_steps": "selfsup: also write checkpoints/last.ckpt every n optimiser steps",
+    "min_train_steps": "selfsup: at least this many optimiser steps when max_epochs gives fewer (small data; "
+                       f"default {USER_DATA_MIN_STEPS} on {', '.join(sorted(USER_DATA))} unless the length is given)",
 }
 
 

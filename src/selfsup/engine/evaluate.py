@@ -19,12 +19,13 @@ from selfsup.engine.build import build_method
 from selfsup.engine.checkpoint import load_checkpoint_file
 from selfsup.engine.run import Run, read_json, write_json
 from selfsup.eval.context import EvalContext
+from selfsup.eval.label_gate import NEEDS_CLASS_LABELS, class_label_gap, online_probe_gap
 from selfsup.eval.registry import EVALUATIONS
 from selfsup.eval.report import write_report
 from selfsup.methods import Method
 
 log = logging.getLogger(__name__)
-STANDARD = ("knn", "linear")
+STANDARD = ("knn", "linear", "unsupervised")
 METHOD_PREFIX = "method."
 
 
@@ -61,7 +62,8 @@ def evaluate(run: Run, evaluations: Iterable[str], options: dict | None) -> dict
     cfg, seed = run.cfg, int(run.cfg.seed)
     splits = run.splits()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    method = build_method(cfg, splits)  # seeded: its encoder is the trained one's initialisation
+    # seeded, model.init not loaded: random_init is the seeded random init even for a run started from weights
+    method = build_method(cfg, splits, init_weights=False)
     encoders = {"random_init": copy.deepcopy(method.encoder).eval()} if cfg.eval.baselines else {}
     encoders["trained"] = load_trained_method(method, run).encoder
     ctx = EvalContext(
@@ -71,17 +73,26 @@ def evaluate(run: Run, evaluations: Iterable[str], options: dict | None) -> dict
     )
     data_evaluations = ("regression",) if splits.info.get("target") else ()  # datasets with a continuous target
     names = list(dict.fromkeys([*STANDARD, *data_evaluations, *type(method).evaluations, *evaluations]))
+    gap = class_label_gap(ctx.bank.labels, ctx.test.labels)  # why probes on class labels cannot run, or None
     results: dict = {}
     protocol: dict = {}
     step = run.checkpoint_step()
+    if online_probe_gap(splits.pretrain.labels) is not None:
+        results["skipped.online_probe"] = online_probe_gap(splits.pretrain.labels)
     for i, name in enumerate(names, 1):
-        log.info("evaluating %d/%d: %s", i, len(names), name)
-        out = {k: float(v) for k, v in EVALUATIONS.get(name).run(ctx).items()}
+        if gap is not None and name in NEEDS_CLASS_LABELS:
+            log.info("skipping %d/%d: %s (%s)", i, len(names), name, gap)
+            out = {f"skipped.{name}": gap}
+        else:
+            log.info("evaluating %d/%d: %s", i, len(names), name)
+            out = {k: v if isinstance(v, str) else float(v) for k, v in EVALUATIONS.get(name).run(ctx).items()}
         results.update(out)
         stamp = {"evaluation": name, "step": step, "bank": len(ctx.bank), "test": len(ctx.test),
                  "limit": cfg.eval.limit, "at": time.strftime("%Y-%m-%d %H:%M:%S")}
         protocol.update({key: stamp for key in out})
-    merged = {**read_json(run.eval_path), **results}
+    # a skip of an earlier evaluation is dropped when this one ran the probe again
+    kept = {k: v for k, v in read_json(run.eval_path).items() if not (k.startswith("skipped.") and k[8:].split(".")[0] in names)}
+    merged = {**kept, **results}
     write_json(run.eval_path, dict(sorted(merged.items())))
     write_json(run.dir / "eval_protocol.json", {**read_json(run.dir / "eval_protocol.json"), **protocol})
     # every evaluation's report section, each shown when eval.json holds its keys (from this run or an earlier one)

@@ -11,7 +11,8 @@ from omegaconf import DictConfig
 from torch import nn
 
 from selfsup.data.splits import stratified_indices
-from selfsup.engine.optim import WarmupCosine, build_optimizer, group_lr, scheduled_weight_decay, set_weight_decay
+from selfsup.engine.optim import (WarmupCosine, build_optimizer, group_lr, lr_scaling_factor, scheduled_weight_decay,
+                                  set_weight_decay)
 from selfsup.eval.diagnostics import embedding_std, effective_rank
 from selfsup.eval.knn import knn_predict
 from selfsup.methods.base import Method
@@ -20,6 +21,15 @@ from selfsup.methods.base import Method
 def inputs_to_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float 0..1; float clips and signals as they are."""
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+def compile_networks(method: Method) -> None:
+    """``model.compile``: torch.compile every network of the method (the encoder, the heads, any
+    momentum copies) in place, so parameter names, checkpoints and the exported encoder are
+    those of the eager modules."""
+    for child in method.children():
+        if any(True for _ in child.parameters()):
+            child.compile()
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -38,6 +48,10 @@ class SSLModule(L.LightningModule):
         self.probe = nn.Linear(method.encoder.feature_dim, num_classes) if num_classes > 0 else None
         self.channels_last = bool(cfg.model.channels_last) and method.ctx.spec.kind == "image"
         self.knn_bank: tuple[torch.Tensor, torch.Tensor] | None = None  # the kNN monitor's, each validation
+        self.planned_total_steps: int | None = None  # a wall-time plan (engine.budget.TimeBudget), checkpointed
+        lr_scaling_factor(str(cfg.optim.get("lr_scaling", "none")), 1)  # validated before the run folder is written
+        if cfg.model.get("compile"):
+            compile_networks(method)
 
     # -- data on the device -------------------------------------------------------------
     def step_generator(self) -> torch.Generator:
@@ -171,15 +185,23 @@ class SSLModule(L.LightningModule):
 
     # -- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.cfg.optim, self.method, self.probe)
+        optimizer = build_optimizer(self.optim_config(), self.method, self.probe)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, self.planned_schedule())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
+    def optim_config(self) -> DictConfig:
+        """``optim.*`` with ``optim.lr`` scaled by ``optim.lr_scaling`` for the world batch."""
+        optim = self.cfg.optim.copy()
+        world_batch = int(self.cfg.data.batch_size) * int(self.trainer.world_size)
+        optim.lr = float(optim.lr) * lr_scaling_factor(str(optim.get("lr_scaling", "none")), world_batch)
+        return optim
+
     def planned_schedule(self) -> WarmupCosine:
-        """Warm-up + cosine over the steps this trainer will run in all."""
-        total = int(self.trainer.estimated_stepping_batches)
+        """Warm-up + cosine over the steps this trainer will run in all (a wall-time plan's, when
+        there is one)."""
+        total = self.planned_total_steps or int(self.trainer.estimated_stepping_batches)
         steps_per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
-        if self.trainer.max_epochs in (None, -1):
+        if self.trainer.max_epochs in (None, -1) or self.planned_total_steps:
             steps_per_epoch = max(1, len(self.trainer.datamodule.train_dataloader()))
         warmup = int(round(float(self.cfg.optim.warmup_epochs) * steps_per_epoch))
         return WarmupCosine(total, min(warmup, total), float(self.cfg.optim.min_lr_ratio))
@@ -191,17 +213,31 @@ class SSLModule(L.LightningModule):
         override on resume takes effect from the next step), and put the training loader where
         the checkpoint left it."""
         self.restore_loader_position()
+        if self.planned_total_steps:  # a resumed wall-time plan; trainer.max_steps / max_epochs still cap it
+            self.set_planned_steps(min(self.planned_total_steps, int(self.trainer.estimated_stepping_batches)))
+        else:
+            self.apply_schedule()
+
+    def set_planned_steps(self, total: int) -> None:
+        """Train ``total`` optimiser steps in all along a schedule planned over them."""
+        self.planned_total_steps = int(total)
+        self.trainer.fit_loop.epoch_loop.max_steps = int(total)
+        self.apply_schedule()
+
+    def apply_schedule(self) -> None:
         plan = self.planned_schedule()
         for config in self.trainer.lr_scheduler_configs:
             scheduler = config.scheduler
             scheduler.lr_lambdas = [plan for _ in scheduler.lr_lambdas]
-            scheduler.base_lrs = [group_lr(self.cfg.optim, g) for g in scheduler.optimizer.param_groups]
+            optim = self.optim_config()
+            scheduler.base_lrs = [group_lr(optim, g) for g in scheduler.optimizer.param_groups]
             for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
                 group["lr"] = base * plan(self.global_step)
 
     # -- RNG state in checkpoints -----------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rng_torch"] = torch.get_rng_state()
+        checkpoint["planned_total_steps"] = self.planned_total_steps
         # the training loader's position (selfsup.data.loader.ResumableLoader) counts the batches
         # Lightning has trained on, not the one it prefetched: a mid-epoch resume starts after them
         fit = checkpoint.get("loops", {}).get("fit_loop", {})
@@ -217,6 +253,7 @@ class SSLModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if "rng_torch" in checkpoint:
             torch.set_rng_state(checkpoint["rng_torch"])
+        self.planned_total_steps = checkpoint.get("planned_total_steps")
         fit_state = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
         self.loader_states = list(fit_state.get("combined_loader", []))
 

@@ -114,6 +114,20 @@ def build_optimizer(cfg: OptimConfig, model: nn.Module, probe: nn.Module | None)
     raise ValueError(f"unknown optim.name {cfg.name!r}; valid: sgd, lars, adamw")
 
 
+LR_SCALING_REFERENCE_BATCH = 256
+
+
+def lr_scaling_factor(rule: str, world_batch: int) -> float:
+    """The multiplier of ``optim.lr`` for a world batch (batch_size x devices x num_nodes) under
+    ``optim.lr_scaling``: ``none`` 1; ``linear`` B/256 (Goyal et al., "Accurate, Large Minibatch
+    SGD", 2017; SimCLR's 0.3 x B/256); ``sqrt`` sqrt(B/256) (SimCLR's rule for LARS at large B)."""
+    ratio = world_batch / LR_SCALING_REFERENCE_BATCH
+    factors = {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}
+    if rule not in factors:
+        raise ConfigError(f"optim.lr_scaling={rule!r}; valid: {', '.join(factors)}")
+    return factors[rule]
+
+
 def probe_learning_rate(cfg: OptimConfig) -> float:
     return cfg.probe_lr if cfg.probe_lr is not None else (1e-3 if cfg.name == "adamw" else 0.1)
 

@@ -21,6 +21,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from selfsup.config.loading import ConfigError
 from selfsup.data import DataSplits, build_data
 from selfsup.engine.checkpoint import atomic_write_text
 from selfsup.engine.configure import run_config
@@ -34,6 +35,23 @@ def process_rank() -> int:
         if os.environ.get(key, "").isdigit():
             return int(os.environ[key])
     return 0
+
+
+def launched_processes() -> int:
+    """How many processes an external launcher (torchrun, SLURM's srun) started; 1 without one."""
+    for key in ("WORLD_SIZE", "SLURM_NTASKS"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return 1
+
+
+def launcher_job_id() -> Optional[str]:
+    """The id every process of one launch shares: SLURM's job (and step), torchrun's rendezvous."""
+    if os.environ.get("SLURM_JOB_ID"):
+        return "slurm" + os.environ["SLURM_JOB_ID"] + (f".{os.environ['SLURM_STEP_ID']}"
+                                                       if os.environ.get("SLURM_STEP_ID") else "")
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
+    return None if run_id == "none" else f"torchrun-{run_id}"
 
 
 def write_json(path: Path, values: dict) -> None:
@@ -214,6 +232,12 @@ def new_run_dir(cfg: DictConfig) -> Path:
         return Path(cfg.run.dir)
     if os.environ.get(RUN_DIR_ENV) and process_rank() != 0:
         return Path(os.environ[RUN_DIR_ENV])
+    if launched_processes() > 1:  # torchrun / srun started every process: they agree on the launcher's job id
+        job = launcher_job_id()
+        if job is None:
+            raise ConfigError("several processes were launched (WORLD_SIZE / SLURM_NTASKS > 1) without a job id "
+                              "they share: set run.dir=... so that every process writes into the same run")
+        return Path("runs") / f"{cfg.recipe}-{job}"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = Path("runs") / f"{cfg.recipe}-{stamp}"
     suffix = 1

@@ -13,8 +13,9 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
 from selfsup.config.loading import ConfigError
+from selfsup.engine.budget import TimeBudget, budget_seconds
 from selfsup.engine.build import SplitsDataModule, build_method, input_spec, lightning_trainer_kwargs
-from selfsup.engine.checkpoint import AtomicCheckpointIO, RunCheckpoints
+from selfsup.engine.checkpoint import AtomicCheckpointIO, RunCheckpoints, load_checkpoint_file
 from selfsup.engine.configure import check_resume_overrides, resume_config
 from selfsup.engine.console import StderrProgressBar, quiet_lightning
 from selfsup.engine.loggers import build_loggers
@@ -61,6 +62,8 @@ def resume(run: Run | str | Path, overrides: Sequence[str] = (), callbacks: Sequ
         log.info("%s: training already finished (%s); to train longer raise trainer.max_epochs or trainer.max_steps",
                  run.dir, trained_length(run))
         return run
+    if run.checkpoint_path.exists():  # a damaged checkpoint is refused before config.yaml records the resume
+        load_checkpoint_file(run.checkpoint_path)
     with extended.writing():
         module = prepare(extended, callbacks)
         if is_rank_zero() and overrides:
@@ -107,6 +110,7 @@ class TrainingRecord(L.Callback):
             "world_size": int(trainer.world_size), "samples_seen": int(trainer.global_step) * batch * trainer.world_size,
             "precision": str(trainer.precision), "device": device_name(trainer),
             "wall_time_s": round(self.before + time.perf_counter() - self.start, 2), "finished": finished,
+            "planned_steps": trainer.lightning_module.planned_total_steps,  # a trainer.max_time plan, or None
             "torch": torch.__version__, "lightning": L.__version__,
         })
 
@@ -145,12 +149,14 @@ def prepare(run: Run, callbacks: Sequence[L.Callback]) -> tuple[L.Trainer, SSLMo
 
 def make_trainer(run: Run, callbacks: Sequence[L.Callback], pretrain_samples: int) -> L.Trainer:
     cfg = run.cfg
+    budget = budget_seconds(cfg.trainer.get("max_time"))
     return L.Trainer(
         **lightning_trainer_kwargs(cfg, pretrain_samples),
         default_root_dir=str(run.dir),
         logger=build_loggers(run, run.checkpoint_step()),
         callbacks=[RunCheckpoints(run.dir / "checkpoints", cfg.trainer.ckpt_every_n_steps), TrainingRecord(run),
-                   *([StderrProgressBar()] if cfg.trainer.enable_progress_bar else []), *callbacks],
+                   *([StderrProgressBar()] if cfg.trainer.enable_progress_bar else []),
+                   *([TimeBudget(budget)] if budget else []), *callbacks],
         plugins=[AtomicCheckpointIO()],
         enable_checkpointing=False,
         use_distributed_sampler=False,

@@ -23,6 +23,11 @@ class FeatureSet:
     test_x: torch.Tensor
     test_y: torch.Tensor
 
+    def labelled_test(self) -> "FeatureSet":
+        """The same bank, the test set without its unlabelled (-1) samples: what class probes score."""
+        keep = self.test_y >= 0
+        return FeatureSet(self.train_x, self.train_y, self.test_x[keep], self.test_y[keep])
+
 
 @dataclass
 class EvalContext:

@@ -22,6 +22,7 @@ from torch import nn
 
 from selfsup.eval.context import EvalContext, key_prefix, prefixed
 from selfsup.eval.features import as_float_inputs, extract_features
+from selfsup.eval.label_gate import class_label_gap
 from selfsup.eval.linear import linear_probe_accuracy
 from selfsup.eval.plots import layer_curves
 from selfsup.eval.registry import Evaluation
@@ -82,12 +83,17 @@ def layers(ctx: EvalContext) -> dict:
         prefix = key_prefix(subject)
         train, train_y = stage_features(ctx.encoders[subject], ctx.bank, batch, ctx.device)
         test, test_y = stage_features(ctx.encoders[subject], ctx.test, batch, ctx.device)
-        curves[label] = {name: linear_probe_accuracy(train[name], train_y, test[name], test_y) for name in train}
-        results.update({f"{prefix}layer.{name}.linear.top1": value for name, value in curves[label].items()})
+        gap = class_label_gap(train_y, test_y)  # no class labels: the per-layer linear probe is skipped
+        if gap is None:
+            curves[label] = {name: linear_probe_accuracy(train[name], train_y, test[name], test_y) for name in train}
+            results.update({f"{prefix}layer.{name}.linear.top1": value for name, value in curves[label].items()})
+        else:
+            results["skipped.layers.linear"] = gap
         if target:
             results.update(prefixed(prefix, stage_regression(train, ctx.bank.targets[target], test,
                                                              ctx.test.targets[target])))
-    layer_curves(curves, f"{ctx.cfg.recipe}: {ctx.cfg.model.encoder}, per-layer linear probe", ctx.run_dir / PLOT)
+    if curves:
+        layer_curves(curves, f"{ctx.cfg.recipe}: {ctx.cfg.model.encoder}, per-layer linear probe", ctx.run_dir / PLOT)
     return results
 
 
@@ -103,7 +109,7 @@ def stage_regression(train: dict[str, torch.Tensor], train_t: torch.Tensor, test
 
 
 def layers_section(ctx: EvalContext, results: dict) -> str:
-    found = {k.split(".")[1] for k in results if k.startswith("layer.") and k.endswith(".linear.top1")}
+    found = {k.split(".")[1] for k in results if k.startswith("layer.") and k.endswith((".linear.top1", ".regression.r2"))}
     if not found:
         return ""
     order = stage_widths(ctx.encoders["trained"], as_float_inputs(ctx.test.load(torch.tensor([0]))).to(ctx.device))

@@ -20,13 +20,15 @@ lambda = 1 / n: 1.7e-5 on 60,000 images, 7e-4 on 1,438 digits).
 Protocol (Kornblith, Shlens, Le, "Do Better ImageNet Models Transfer Better?", CVPR 2019, whose
 L-BFGS logistic regression with the L2 strength chosen on a held-out part of the training set,
 then refitted on all of it, SimCLR's transfer evaluation follows; they search 45 log-spaced
-values, we search the 5 decades of ``DEFAULT_L2_GRID``): a seeded, class-stratified ``val_fraction`` of
+values, we search the 6 decades of ``DEFAULT_L2_GRID``): a seeded, class-stratified ``val_fraction`` of
 the labelled bank is held out; every lambda of ``l2_grid`` is fitted on the rest, strongest
 first, each warm-started from the previous solution; the lambda with the best validation
 accuracy (ties: the stronger) is refitted on the whole labelled bank, warm-started from its grid
 fit, and scored on the test set. The test set plays no part in the choice. The standardisation
 uses the labelled bank's mean and standard deviation (no labels), shared by the grid and the
-refit.
+refit. At 1e-6 the probe is all but unregularised: where it is chosen, validation accuracy had
+flattened (Fashion-MNIST, 60,000 features of a briefly trained encoder: 0.8666 at 1e-5, 0.8674
+at 1e-6).
 
 Convergence: L-BFGS (strong-Wolfe line search, memory ``HISTORY``) stops when the largest
 gradient component of J is at most ``tol`` (converged; 1e-4 is scikit-learn's default on the same
@@ -45,7 +47,7 @@ import torch
 
 from selfsup.data.splits import split_off
 
-DEFAULT_L2_GRID = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)  # lambda per sample, log-spaced
+DEFAULT_L2_GRID = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)  # lambda per sample, one per decade
 DEFAULT_VAL_FRACTION = 0.2
 HISTORY = 100  # L-BFGS memory (torch's default; 20 took 1.7-1.9x the iterations on raw pixels)
 TOL = 1e-4  # converged: every component of dJ/d(W, b) within TOL (scikit-learn's default tol, same J)

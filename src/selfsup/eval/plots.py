@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -75,9 +75,10 @@ def training_curves(series: dict[str, list[tuple[float, float]]], panels: dict[s
     return save_figure(fig, path)
 
 
-def embedding_map(features: torch.Tensor, labels: torch.Tensor, names: list[str], path: Path,
+def embedding_map(features: torch.Tensor, labels: Optional[torch.Tensor], names: list[str], path: Path,
                   seed: int = 0, title: str = "t-SNE of test embeddings") -> Path:
-    """A t-SNE map (scikit-learn, PCA-initialised, seeded) of ``features`` coloured by label."""
+    """A t-SNE map (scikit-learn, PCA-initialised, seeded) of ``features`` coloured by label
+    (uncoloured, without a legend, when ``labels`` is None)."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
@@ -87,11 +88,14 @@ def embedding_map(features: torch.Tensor, labels: torch.Tensor, names: list[str]
     xy = TSNE(n_components=2, init="pca", random_state=seed, perplexity=perplexity).fit_transform(x)
     fig = new_figure(6, 5)
     ax = fig.subplots()
-    y = labels.numpy()
-    for k in np.unique(y):
-        name = names[k] if 0 <= k < len(names) else str(k)
-        ax.scatter(xy[y == k, 0], xy[y == k, 1], s=4, label=name)
-    ax.legend(markerscale=3, fontsize=7, loc="best")
+    if labels is None:
+        ax.scatter(xy[:, 0], xy[:, 1], s=4, color="0.3")
+    else:
+        y = labels.numpy()
+        for k in np.unique(y):
+            name = names[k] if 0 <= k < len(names) else str(k)
+            ax.scatter(xy[y == k, 0], xy[y == k, 1], s=4, label=name)
+        ax.legend(markerscale=3, fontsize=7, loc="best")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title)

@@ -2,9 +2,11 @@
 
 An entry is an :class:`Evaluation`: ``run(ctx) -> {eval.json key: value}`` and, optionally,
 ``report(ctx, results) -> markdown`` (its section of report.md, written when it ran).
-``selfsup eval`` runs ``knn`` and ``linear`` always, ``regression`` on data with a continuous
+``selfsup eval`` runs ``knn``, ``linear`` and ``unsupervised`` (no labels needed) always, ``regression`` on data with a continuous
 target, those a method declares in ``Method.evaluations``, and those asked for on the command
-line (``--probe``, ``--layers``, ``--label-fraction``).
+line (``--probe``, ``--layers``, ``--label-fraction``). Those in
+:data:`selfsup.eval.label_gate.NEEDS_CLASS_LABELS` are skipped, with ``skipped.<name>`` = the
+reason in eval.json, on data without two labelled classes in the bank or labelled test samples.
 """
 from __future__ import annotations
 
@@ -30,4 +32,5 @@ EVALUATIONS: Registry[Evaluation] = Registry("evaluation", {
     "layers": "selfsup.eval.layers:LAYERS",
     "equivariance": "selfsup.eval.contextual:EQUIVARIANCE",
     "contextssl": "selfsup.eval.contextual:CONTEXTSSL",
+    "unsupervised": "selfsup.eval.unsupervised:UNSUPERVISED",
 })

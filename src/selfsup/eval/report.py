@@ -39,7 +39,11 @@ BASELINES = [("random_init.", "its random initialisation", "training did not hel
 
 
 def fmt(value) -> str:
-    return "-" if value is None else f"{value:.4f}"
+    if isinstance(value, str):  # a reason (skipped.<probe>)
+        return value
+    if value is None:
+        return "-"
+    return f"{value:.2g}" if 0 < abs(value) < 1e-3 else f"{value:.4f}"  # e.g. linear.l2 = 1e-05
 
 
 def main_table(results: dict) -> list[str]:
@@ -52,7 +56,8 @@ def main_table(results: dict) -> list[str]:
 
 def other_results(results: dict) -> list[str]:
     shown = {prefix + key for _, prefix in SUBJECTS for _, key in MAIN_ROWS}
-    rest = [k for k in sorted(results) if k not in shown]
+    # skips and the label-free measures: in the "Without labels" section (selfsup.eval.unsupervised)
+    rest = [k for k in sorted(results) if k not in shown and not k.startswith("skipped.") and "unsupervised." not in k]
     if not rest:
         return []
     return ["", "## Other results", "", "| key | value |", "|---|---|"] + [f"| `{k}` | {fmt(results[k])} |" for k in rest]
@@ -105,7 +110,7 @@ def probe_scores(results: dict, prefix: str) -> dict[str, tuple[float, bool, str
         for key in sorted(results):
             match = re.fullmatch(pattern, key[len(prefix):]) if key.startswith(prefix) else None
             value = results[key]
-            if match is None or value is None or math.isnan(value):
+            if match is None or not isinstance(value, float) or math.isnan(value):
                 continue
             groups = match.groupdict()
             name = label.format(**groups)

@@ -12,7 +12,7 @@ def knn(ctx: EvalContext) -> dict:
     eval.knn_temperature) for the trained encoder and each baseline."""
     out = {}
     for subject in ctx.subjects():
-        f = ctx.features(subject)
+        f = ctx.features(subject).labelled_test()
         acc = knn_accuracy(f.train_x, f.train_y, f.test_x, f.test_y, ctx.splits.num_classes,
                            int(ctx.cfg.eval.knn_k), float(ctx.cfg.eval.knn_temperature))
         out[f"{key_prefix(subject)}knn.top1"] = acc[1]
@@ -27,7 +27,7 @@ def linear(ctx: EvalContext) -> dict:
     (1.0 / 0.0) of the refit, for the trained encoder and each baseline alike."""
     out = {}
     for subject in ctx.subjects():
-        f = ctx.features(subject)
+        f = ctx.features(subject).labelled_test()
         result = linear_probe(f.train_x, f.train_y, f.test_x, f.test_y, seed=int(ctx.cfg.seed), device=ctx.device)
         prefix = f"{key_prefix(subject)}linear."
         out.update({f"{prefix}top1": result.accuracy, f"{prefix}l2": result.l2,

@@ -8,8 +8,6 @@ pairs ``S`` [..., M, N] at once, by batched FFTs.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from selfsup.core.spectrum import power_spectrum

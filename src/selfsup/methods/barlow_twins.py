@@ -24,6 +24,8 @@ class BarlowTwins(TwoViewMethod):
     batch-standardised projections pushed to the identity, with the batch statistics
     all-reduced across processes (:func:`selfsup.losses.barlow_twins.barlow_twins_loss`)."""
 
+    global_batchnorm = True  # its cross-correlation of batch-normalised embeddings is a batch statistic (Zbontar 2021)
+
     Params = BarlowTwinsParams
 
     def __init__(self, params: BarlowTwinsParams, encoder: Encoder, ctx: MethodContext):

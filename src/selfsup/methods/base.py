@@ -62,6 +62,9 @@ class Method(nn.Module):
     epoch: float = 0.0
     # names in selfsup.eval.registry that `selfsup eval` runs for this method beside the standard ones
     evaluations: ClassVar[tuple[str, ...]] = ()
+    # whether the BatchNorm statistics of the heads carry the training signal, so that under DDP they
+    # should be those of the global batch (model.sync_batchnorm's default)
+    global_batchnorm: ClassVar[bool] = False
 
     def __init__(self, params: Params, encoder: Encoder, ctx: MethodContext):
         super().__init__()

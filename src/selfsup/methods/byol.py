@@ -28,6 +28,8 @@ class BYOL(TwoViewMethod):
     each view's prediction and the target's projection of the other view (no negatives, no
     communication across processes)."""
 
+    global_batchnorm = True  # BN in projector and predictor over the global batch (Grill et al. 2020, appendix)
+
     Params = BYOLParams
 
     def __init__(self, params: BYOLParams, encoder: Encoder, ctx: MethodContext):

@@ -42,6 +42,8 @@ class MoCoV3(TwoViewMethod):
 
     ``features``: the encoder's features of view 1; ``embeddings``: its queries."""
 
+    global_batchnorm = True  # BN in the projector and predictor, synchronised across devices (Chen, Xie, He 2021)
+
     Params = MoCoV3Params
 
     def __init__(self, params: MoCoV3Params, encoder: Encoder, ctx: MethodContext):

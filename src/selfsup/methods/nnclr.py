@@ -40,6 +40,8 @@ class NNCLR(TwoViewMethod):
 
     ``features``: the encoder's features of view 1; ``embeddings``: its projections."""
 
+    global_batchnorm = True  # SimCLR's projector and global BN (Dwibedi et al. 2021)
+
     Params = NNCLRParams
 
     def __init__(self, params: NNCLRParams, encoder: Encoder, ctx: MethodContext):

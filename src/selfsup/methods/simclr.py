@@ -23,6 +23,8 @@ class SimCLR(TwoViewMethod):
     """Two SimCLR views per image, encoder + projection head, NT-Xent over the batch with the
     negatives gathered from every process."""
 
+    global_batchnorm = True  # global BN in the projector (Chen et al. 2020, sec. 2.2: BN over all devices)
+
     Params = SimCLRParams
 
     def __init__(self, params: SimCLRParams, encoder: Encoder, ctx: MethodContext):

@@ -23,6 +23,8 @@ class SimSiam(TwoViewMethod):
     negative cosine between each view's prediction and the other view's projection with the
     gradient stopped (no negatives, no momentum encoder, no communication across processes)."""
 
+    global_batchnorm = True  # BN in the projector and predictor, SyncBN in the paper's setup (Chen & He 2021)
+
     Params = SimSiamParams
 
     def __init__(self, params: SimSiamParams, encoder: Encoder, ctx: MethodContext):

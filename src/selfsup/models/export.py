@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -59,10 +60,20 @@ def load_encoder(path: str | Path, map_location: str = "cpu") -> Encoder:
     """The trained encoder of a run folder or of an ``encoder.safetensors`` file, in eval mode.
     It takes raw inputs (images in 0..1, [N, C, H, W]) and returns features [N, feature_dim]."""
     meta, state = read_encoder_file(path, map_location)
-    spec = InputSpec(meta["spec"]["in_channels"], tuple(meta["spec"]["input_shape"]), meta["spec"]["kind"])
-    model_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), meta["model"]))
-    encoder = build_encoder(model_cfg, spec, meta["mean"], meta["std"])
-    encoder.load_state_dict(state)
+    try:
+        spec = InputSpec(meta["spec"]["in_channels"], tuple(meta["spec"]["input_shape"]), meta["spec"]["kind"])
+        model_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), meta["model"]))
+        mean, std = meta["mean"], meta["std"]
+    except (KeyError, TypeError, ValueError, OmegaConfBaseException) as err:
+        raise ValueError(f"{path}'s selfsup metadata is incomplete or damaged ({type(err).__name__}: {err}); "
+                         "export the encoder again from its run folder") from err
+    encoder = build_encoder(model_cfg, spec, mean, std)
+    try:
+        encoder.load_state_dict(state)
+    except RuntimeError as err:  # missing / unexpected keys, size mismatches
+        first = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
+        raise ValueError(f"{path}: the weights do not match the architecture its metadata describes "
+                         f"({model_cfg.encoder}): {first}; export the encoder again from its run folder") from None
     if "patch_grid" in meta:  # trained on patches: whole-image features average the grid's patches
         encoder = PatchGridEncoder(encoder, PatchGrid(meta["patch_grid"]["patch"], meta["patch_grid"]["gap"], jitter=0))
     return encoder.eval()

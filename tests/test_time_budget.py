@@ -1,0 +1,97 @@
+"""trainer.max_time: the schedule planned from the measured step time (a fake clock: 2 s a step)."""
+import lightning as L
+import pytest
+
+from selfsup.engine import budget
+from selfsup.engine.budget import budget_seconds
+from selfsup.engine.checkpoint import load_checkpoint_file
+from selfsup.engine.configure import compose_config
+from selfsup.engine.run import Run
+from selfsup.engine.train import resume, train
+
+FAST = ["data.name=digits", "data.batch_size=64", "trainer.enable_progress_bar=false", "model.width=8",
+        "method.proj_hidden_dim=64", "method.proj_dim=32", "optim.lr=0.1", "trainer.log_every_n_steps=5",
+        "trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.check_val_every_n_epoch=100",
+        "optim.min_lr_ratio=0.01", "trainer.max_time=00:00:00:40"]  # 40 s
+
+
+class FakeClock(L.Callback):
+    """Time is 2 s x the optimiser steps done (the trainer this callback sees)."""
+
+    def on_fit_start(self, trainer, pl_module):
+        self.trainer = trainer
+
+    def __call__(self) -> float:
+        return 2.0 * self.trainer.global_step
+
+
+class StopAt(L.Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, *args):
+        if trainer.global_step == self.step:
+            raise RuntimeError("interrupted")
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(budget, "now", fake)
+    return fake
+
+
+def expected_steps(budget_s=40.0, step_s=2.0, skip=1, measure=10, reserve=0.03):
+    done = skip + measure
+    return done + int((budget_s - step_s * done) * (1 - reserve) // step_s)
+
+
+def test_max_time_parses():
+    assert budget_seconds("00:00:09:00") == 540 and budget_seconds({"minutes": 9, "seconds": 30}) == 570
+    assert budget_seconds(None) is None
+
+
+def test_the_plan_fits_the_budget_and_completes_the_cosine(tmp_path, clock):
+    run = train(compose_config(None, [*FAST, f"run.dir={tmp_path / 'r'}"]), callbacks=[clock])
+    total = expected_steps()  # 11 + floor(18 x 0.97 / 2) = 19
+    assert total == 19
+    info = run.training()
+    assert info["steps"] == total and info["planned_steps"] == total
+    checkpoint = load_checkpoint_file(run.checkpoint_path)
+    assert checkpoint["planned_total_steps"] == total
+    schedule = checkpoint["lr_schedulers"][0]["lr_lambdas"][0]  # the WarmupCosine's state
+    assert schedule["total_steps"] == total and schedule["warmup_steps"] < total  # a complete cosine
+
+
+@pytest.mark.slow
+def test_the_first_validation_plans_again(tmp_path, clock):
+    """Validation after each epoch: planned at step 11 (48 steps), then again after the first
+    validation at the epoch's end from the steps and time so far."""
+    overrides = [o for o in FAST if not o.startswith(("trainer.check_val", "trainer.max_time"))]
+    run = train(compose_config(None, [*overrides, "trainer.max_time=00:00:01:40", f"run.dir={tmp_path / 'r'}"]),
+                callbacks=[clock])
+    per_epoch = clock.trainer.num_training_batches
+    assert 11 < per_epoch < expected_steps(100.0)
+    total = per_epoch + int((100.0 - 2.0 * per_epoch) * 0.97 // 2.0)
+    assert run.training()["steps"] == run.training()["planned_steps"] == total
+
+
+def test_max_steps_still_caps_the_plan(tmp_path, clock):
+    run = train(compose_config(None, [*FAST, "trainer.max_steps=12", f"run.dir={tmp_path / 'r'}"]), callbacks=[clock])
+    assert run.training()["steps"] == 12 and run.training()["planned_steps"] == 12
+
+
+def test_a_resume_keeps_the_plan(tmp_path, clock, monkeypatch):
+    run_dir = tmp_path / "r"
+    cfg = compose_config(None, [*FAST, "trainer.ckpt_every_n_steps=12", f"run.dir={run_dir}"])
+    with pytest.raises(RuntimeError, match="interrupted"):
+        train(cfg, callbacks=[clock, StopAt(14)])
+    assert load_checkpoint_file(run_dir / "checkpoints" / "last.ckpt")["planned_total_steps"] == 19
+    monkeypatch.setattr(budget, "now", lambda: 0.0)  # measuring again would plan the max_epochs cap
+    resumed = resume(Run.open(run_dir))
+    assert resumed.training()["steps"] == 19 and resumed.training()["planned_steps"] == 19
+
+
+def test_without_max_time_there_is_no_plan(tmp_path):
+    run = train(compose_config(None, [*FAST[:-1], "trainer.max_steps=2", f"run.dir={tmp_path / 'r'}"]))
+    assert run.training()["planned_steps"] is None and run.training()["steps"] == 2
