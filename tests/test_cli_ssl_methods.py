@@ -20,7 +20,7 @@ RECIPES = {
 }
 FAST = ["data.name=digits", "data.batch_size=64", "trainer.enable_progress_bar=false", "eval.map_points=0",
         "model.width=8", "method.proj_hidden_dim=64", "method.proj_dim=32", "trainer.log_every_n_steps=1",
-        "eval.baselines=false", "eval.limit=200"]
+        "eval.baselines=false", "eval.limit=200", "trainer.precision=32-true"]  # the queue's unit norms to 1e-6
 QUEUE = {"moco-fashion-mnist": ["method.queue_size=96"], "supcon-moco-fashion-mnist": ["method.queue_size=96"]}
 
 

@@ -209,9 +209,13 @@ def test_resume_reads_the_checkpoint_once(finished_run, tmp_path, monkeypatch):
     import shutil
 
     import selfsup.engine.checkpoint as checkpoint
+    import selfsup.engine.train as training
 
     run_dir = tmp_path / "read-once"
     shutil.copytree(finished_run, run_dir)
     reads = counting(monkeypatch, checkpoint, "load_checkpoint_file")
+    checks = counting(monkeypatch, training, "load_checkpoint_file")
     resume(run_dir, ["trainer.max_epochs=3"])
-    assert len(reads) == 1  # Lightning's restore; the step count comes from checkpoints/last.json
+    # read once (and so checked) before anything is written, then handed to Lightning's restore;
+    # the step count comes from checkpoints/last.json
+    assert len(reads) + len(checks) == 1

@@ -87,13 +87,14 @@ def test_simper_ppg_recipe_on_heartpy_format_files(tmp_path):
 
 def test_simclr_trains_on_clips_with_the_same_encoder(tmp_path):
     from selfsup.config.loading import build_config, parse_overrides, recipe_values
+    from selfsup.engine.configure import resolve_config
     from selfsup.engine.train import train
 
     values = recipe_values("simper-rotating-digits")
     values["method"] = {"name": "simclr", "proj_hidden_dim": 32, "proj_dim": 16}
     cfg = build_config(values, parse_overrides([*TINY_DATA, "trainer.max_steps=2", "eval.baselines=false",
                                                 "eval.map_points=0", f"run.dir={tmp_path / 'simclr'}"]))
-    results = evaluate_run(train(cfg))
+    results = evaluate_run(train(resolve_config(cfg)))
     assert {"regression.mae", "regression.r2", "linear.top1"} <= set(results)
 
 

@@ -60,12 +60,20 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint I/O with atomic writes and weights-only reads."""
+    """Lightning's checkpoint I/O with atomic writes and weights-only reads. ``preloaded`` is a
+    checkpoint already read (and so checked) by the caller: Lightning gets it without a second read."""
+
+    def __init__(self, preloaded: dict | None = None):
+        super().__init__()
+        self.preloaded = preloaded
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         atomic_torch_save(checkpoint, path)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        if self.preloaded is not None:
+            checkpoint, self.preloaded = self.preloaded, None
+            return checkpoint
         return load_checkpoint_file(path, map_location or "cpu")
 
 

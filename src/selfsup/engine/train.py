@@ -38,10 +38,10 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Run:
     cfg.run.dir = str(run.dir)
     if is_rank_zero():
         log.info("run folder: %s", run.dir)
-    if run.checkpoint_path.exists() and is_rank_zero():
-        raise FileExistsError(f"{run.dir} already holds a run: continue it with `selfsup train --resume {run.dir}`, "
-                              "or choose another run.dir")
-    with run.writing(new=True):
+    with run.writing(new=True):  # a folder another process writes into is refused first
+        if run.checkpoint_path.exists() and is_rank_zero():
+            raise FileExistsError(f"{run.dir} already holds a run: continue it with `selfsup train --resume {run.dir}`, "
+                                  "or choose another run.dir")
         module = prepare(run, callbacks)  # data, method and trainer built (and validated) before anything is written
         if is_rank_zero():
             run.save_config()
@@ -55,17 +55,19 @@ def resume(run: Run | str | Path, overrides: Sequence[str] = (), callbacks: Sequ
     optim.lr); they are validated before anything is written. A finished run trains on when the
     overrides make it longer (the schedule is planned again over the new length)."""
     run = run if isinstance(run, Run) else Run.open(run)
+    if is_rank_zero():
+        log.info("run folder: %s", run.dir)
+    cfg = resume_config(run, overrides)  # unknown keys and wrong types first, with their closest names
     check_resume_overrides(run, overrides)
-    cfg = resume_config(run, overrides)
     extended = Run(run.dir, cfg)
     if run.finished and not longer_than_trained(extended):
         log.info("%s: training already finished (%s); to train longer raise trainer.max_epochs or trainer.max_steps",
                  run.dir, trained_length(run))
         return run
-    if run.checkpoint_path.exists():  # a damaged checkpoint is refused before config.yaml records the resume
-        load_checkpoint_file(run.checkpoint_path)
+    # read (so checked) once, before config.yaml records the resume; Lightning then restores from it
+    checkpoint = load_checkpoint_file(run.checkpoint_path) if run.checkpoint_path.exists() else None
     with extended.writing():
-        module = prepare(extended, callbacks)
+        module = prepare(extended, callbacks, checkpoint)
         if is_rank_zero() and overrides:
             history = list(cfg.run.history) + [f"{time.strftime('%Y-%m-%d %H:%M:%S')} resume {' '.join(overrides)}"]
             cfg.run.history = history
@@ -131,7 +133,7 @@ def device_name(trainer: L.Trainer) -> str:
     return device.type
 
 
-def prepare(run: Run, callbacks: Sequence[L.Callback]) -> tuple[L.Trainer, SSLModule]:
+def prepare(run: Run, callbacks: Sequence[L.Callback], checkpoint: dict | None = None) -> tuple[L.Trainer, SSLModule]:
     """The trainer and module of ``run``: data, method and every trainer argument are built (so
     validated) here, before the run folder gets anything."""
     cfg = run.cfg
@@ -141,13 +143,14 @@ def prepare(run: Run, callbacks: Sequence[L.Callback]) -> tuple[L.Trainer, SSLMo
     # the online probe needs labelled pre-training samples of 2+ classes (eval.json: skipped.online_probe)
     module = SSLModule(cfg, method, splits.num_classes if online_probe_gap(splits.pretrain.labels) is None else 0)
     try:
-        trainer = make_trainer(run, callbacks, len(splits.pretrain))
+        trainer = make_trainer(run, callbacks, len(splits.pretrain), checkpoint)
     except MisconfigurationException as err:  # devices, accelerator, strategy this machine cannot give
         raise ConfigError(f"the trainer.* settings cannot run here: {err} (see `selfsup config` for the keys)") from None
     return trainer, module
 
 
-def make_trainer(run: Run, callbacks: Sequence[L.Callback], pretrain_samples: int) -> L.Trainer:
+def make_trainer(run: Run, callbacks: Sequence[L.Callback], pretrain_samples: int,
+                 checkpoint: dict | None = None) -> L.Trainer:
     cfg = run.cfg
     budget = budget_seconds(cfg.trainer.get("max_time"))
     return L.Trainer(
@@ -157,7 +160,7 @@ def make_trainer(run: Run, callbacks: Sequence[L.Callback], pretrain_samples: in
         callbacks=[RunCheckpoints(run.dir / "checkpoints", cfg.trainer.ckpt_every_n_steps), TrainingRecord(run),
                    *([StderrProgressBar()] if cfg.trainer.enable_progress_bar else []),
                    *([TimeBudget(budget)] if budget else []), *callbacks],
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(preloaded=checkpoint)],
         enable_checkpointing=False,
         use_distributed_sampler=False,
         num_sanity_val_steps=0,

@@ -91,7 +91,8 @@ def run_header(training: dict) -> list[str]:
     finished = training.get("finished")
     return [
         f"- **trained**: {t['method']}, encoder `{t['encoder']}`, on {t['dataset']}: {count(t['pretrain_samples'])} "
-        f"pretrain / {count(t['val_samples'])} val / {count(t['test_samples'])} test samples",
+        f"pretrain samples (among them the {count(t['val_samples'])} of the validation split, labels hidden) / "
+        f"{count(t['test_samples'])} test samples",
         f"- **length**: {count(t['steps'])} optimiser steps, epochs completed: {count(t['epochs'])}; batch "
         f"{count(t['batch_size'])} on {count(t['world_size'])} {'process' if t['world_size'] == 1 else 'processes'}: "
         f"{count(t['samples_seen'])} samples seen{passes}",
