@@ -5,7 +5,8 @@ first convolution, no max-pool) on 32x32 RGB images, batch 128, 2 views, SGD, ea
 its users get it by default:
 
 - selfsup: `selfsup.engine` (the Lightning module `selfsup train` runs), batched on-device
-  SimCLR views, `nt_xent`, channels-last; `--precision bf16-mixed` is `trainer.precision`.
+  SimCLR views, `nt_xent`, channels-last; `--precision bf16-mixed` is `trainer.precision`;
+  `e2e-compile` is the end-to-end run with `model.compile=true` (torch.compile of every network).
 - lightly: `SimCLRTransform` in a DataLoader with num_workers = CPU count, its
   `SimCLRProjectionHead` and `NTXentLoss`, a plain PyTorch loop in fp32.
 
@@ -14,6 +15,8 @@ counter), alternating the libraries, `--runs` times; the table reports medians:
 
 - step: model + loss + optimiser on ready-made views (views/s)
 - e2e: loading + augmentation + step (views/s)
+- e2e-compile: the same with torch.compile, timed after 2 untimed steps; its compile time is
+  the time of those 2 steps less 2 steady steps (what the first step of a compiled run pays)
 - encoder: the bare encoder forward + backward on 256 images (images/s), the floor of a step
 - ntxent: the loss forward + backward on [128, 128] embeddings (calls/s)
 - peak RSS of the end-to-end run (MiB)
@@ -52,7 +55,7 @@ def fake_images():
 
 
 # ---------------------------------------------------------------- selfsup
-def selfsup_module(precision: str):
+def selfsup_module(precision: str, compile_networks: bool = False):
 
     from selfsup.engine.configure import compose_config
     from selfsup.data import ArrayDataset, DataSplits
@@ -63,6 +66,7 @@ def selfsup_module(precision: str):
     cfg = compose_config(None, [
         "model.encoder=resnet18", "model.cifar_stem=true", f"data.batch_size={BATCH}", "method.proj_hidden_dim=2048",
         "method.proj_dim=128", "augment.blur_prob=0.0", "augment.crop_scale=[0.08,1.0]", f"trainer.precision={precision}",
+        f"model.compile={str(compile_networks).lower()}",
     ])
     images = torch.from_numpy(fake_images()).permute(0, 3, 1, 2).contiguous()
     data = ArrayDataset(images, torch.zeros(IMAGES, dtype=torch.long))
@@ -70,29 +74,37 @@ def selfsup_module(precision: str):
     return cfg, splits, SSLModule(cfg, build_method(cfg, splits), 10)
 
 
-def selfsup_measure(kind: str, steps: int, precision: str) -> float:
+def selfsup_measure(kind: str, steps: int, precision: str) -> float | tuple[float, float]:
     import lightning as L
     import torch
 
     from selfsup.engine.build import SplitsDataModule
 
-    cfg, splits, module = selfsup_module(precision)
-    if kind == "e2e":
-        times = []
+    compiled = kind == "e2e-compile"
+    cfg, splits, module = selfsup_module(precision, compiled)
+    if kind in ("e2e", "e2e-compile"):
+        untimed = 2 if compiled else 1  # a compiled run compiles in its first steps
+        times = {}
 
         class Clock(L.Callback):
+            def on_train_start(self, trainer, *args):
+                times["start"] = time.perf_counter()
+
             def on_train_batch_start(self, trainer, *args):
-                if trainer.global_step == 1:
-                    times.append(time.perf_counter())
+                if trainer.global_step == untimed:
+                    times["timed"] = time.perf_counter()
 
             def on_train_end(self, trainer, *args):
-                times.append(time.perf_counter())
+                times["end"] = time.perf_counter()
 
-        trainer = L.Trainer(max_steps=steps + 1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, precision=precision, callbacks=[Clock()],
-                            use_distributed_sampler=False, num_sanity_val_steps=0, limit_val_batches=0)
+        trainer = L.Trainer(max_steps=steps + untimed, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, precision=precision,
+                            callbacks=[Clock()], use_distributed_sampler=False, num_sanity_val_steps=0,
+                            limit_val_batches=0)
         trainer.fit(module, datamodule=SplitsDataModule(splits, cfg))
-        return 2 * BATCH * steps / (times[1] - times[0])
+        step_s = (times["end"] - times["timed"]) / steps
+        views_per_s = 2 * BATCH / step_s
+        return (views_per_s, times["timed"] - times["start"] - untimed * step_s) if compiled else views_per_s
     method = module.method
     optimizer = torch.optim.SGD(method.parameters(), lr=0.06, momentum=0.9)
     x = torch.rand(BATCH, 3, SIZE, SIZE).contiguous(memory_format=torch.channels_last)
@@ -207,9 +219,10 @@ def worker(lib: str, kind: str, precision: str, steps: int) -> None:
 
     torch.manual_seed(0)
     value = (selfsup_measure if lib == "selfsup" else lightly_measure)(kind, steps, precision)
+    value, compile_s = value if isinstance(value, tuple) else (value, None)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"value": value, "peak_mib": max(peak, children)}))
+    print(json.dumps({"value": value, "compile_s": compile_s, "peak_mib": max(peak, children)}))
 
 
 def measure(lib: str, kind: str, steps: int, precision: str) -> dict:
@@ -224,19 +237,22 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--out", type=Path, default=Path("bench/results/simclr_vs_lightly.md"))
     p.add_argument("--worker", nargs=3, metavar=("LIB", "KIND", "PRECISION"))
+    p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile arms")
     args = p.parse_args()
     if args.worker:
         worker(*args.worker, args.steps)
         return
-    arms = [("step", "32-true"), ("e2e", "32-true"), ("e2e", "bf16-mixed"), ("encoder", "32-true"),
-            ("ntxent", "32-true")]
+    arms = [("step", "32-true"), ("e2e", "32-true"), ("e2e", "bf16-mixed"), ("e2e-compile", "32-true"),
+            ("e2e-compile", "bf16-mixed"), ("encoder", "32-true"), ("ntxent", "32-true")]
+    if args.no_compile:
+        arms = [arm for arm in arms if arm[0] != "e2e-compile"]
     results: dict = {}
     for run in range(args.runs):
         for kind, precision in arms:
             libs = ["selfsup", "lightly"] if run % 2 == 0 else ["lightly", "selfsup"]
             for lib in libs:
-                if lib == "lightly" and precision != "32-true":
-                    continue  # lightly is measured as its users get it: fp32
+                if lib == "lightly" and (precision != "32-true" or kind == "e2e-compile"):
+                    continue  # lightly is measured as its users get it: fp32, eager
                 r = measure(lib, kind, args.steps, precision)
                 results.setdefault((lib, kind, precision), []).append(r)
                 print(f"run {run}: {lib:8s} {kind:8s} {precision:10s} {r['value']:9.2f}  peak {r['peak_mib']:.0f} MiB",
@@ -256,13 +272,26 @@ def main() -> None:
     for label, kind, precision in rows:
         a, b = med[("selfsup", kind, precision)], med[("lightly", kind, precision)]
         lines.append(f"| {label} | {a:.1f} | {b:.1f} | {a / b:.2f}x |")
-    bf16 = med[("selfsup", "e2e", "bf16-mixed")]
-    lines.append(f"| end to end, selfsup bf16-mixed vs lightly fp32 (views/s) | {bf16:.1f} | {lightly_e2e:.1f} | "
-                 f"{bf16 / lightly_e2e:.2f}x |")
+    selfsup_arms = [("e2e", "bf16-mixed", "end to end, selfsup bf16-mixed")]
+    if not args.no_compile:
+        selfsup_arms += [("e2e-compile", "32-true", "end to end, selfsup fp32 + compile"),
+                         ("e2e-compile", "bf16-mixed", "end to end, selfsup bf16-mixed + compile")]
+    for kind, precision, label in selfsup_arms:
+        value = med[("selfsup", kind, precision)]
+        lines.append(f"| {label} vs lightly fp32 (views/s) | {value:.1f} | {lightly_e2e:.1f} | "
+                     f"{value / lightly_e2e:.2f}x |")
     a, b = peak[("selfsup", "e2e", "32-true")], peak[("lightly", "e2e", "32-true")]
     lines.append(f"| peak RSS, end to end fp32 (MiB) | {a:.0f} | {b:.0f} | {a / b:.2f}x |")
     overhead = med[("selfsup", "encoder", "32-true")] / med[("selfsup", "step", "32-true")] - 1
     lines += ["", f"selfsup step overhead over its bare encoder forward + backward: {100 * overhead:.1f} %"]
+    for precision in ([] if args.no_compile else ["32-true", "bf16-mixed"]):
+        runs = results[("selfsup", "e2e-compile", precision)]
+        compile_s = statistics.median(r["compile_s"] for r in runs)
+        eager, compiled = med[("selfsup", "e2e", precision)], med[("selfsup", "e2e-compile", precision)]
+        saved = 2 * BATCH / eager - 2 * BATCH / compiled  # seconds saved per step
+        pays = f"after {compile_s / saved:.0f} steps" if saved > 0 else "never (no faster per step)"
+        lines.append(f"torch.compile, {precision}: {compile_s:.0f} s to compile (median), "
+                     f"{compiled / eager:.2f}x eager per step; pays for itself {pays}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

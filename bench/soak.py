@@ -2,12 +2,14 @@
 mid-epoch checkpoints on, resumed until it finishes, and its eval.json compared with an
 uninterrupted twin of the same config (issue 15, part 6).
 
-    python bench/soak.py --runs 200 [--minutes M] [--seed S] [--out bench/reports/soak/README.md]
+    python bench/soak.py --runs 200 [--jobs J] [--minutes M] [--seed S] [--out bench/reports/soak/README.md]
 
 Counts runs, kills (by signal), resumes, fresh restarts (a kill before the run folder held a
 config), mismatches (an eval.json key off its twin's by more than --tol), leaked temp files
 (``*.tmp`` or a ``.lock`` left in a finished run folder) and the peak memory of one selfsup
-process; writes a markdown summary. ``--minutes`` stops starting new runs after that long.
+process; writes a markdown summary, rewritten after every run, so a soak cut short still
+reports what it did. ``--minutes`` stops starting new runs after that long; ``--jobs`` runs that
+many soaks side by side (each run has its own random stream, seeded by ``--seed`` and its index).
 """
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 BASE = ["data.name=digits", "data.batch_size=32", "data.limit=300", "model.width=8", "method.proj_hidden_dim=32",
@@ -107,7 +111,7 @@ def report(stats: dict, args, elapsed: float) -> str:
     lines = [
         "# Soak: killed and resumed runs end like their uninterrupted twins",
         "",
-        f"`python bench/soak.py --runs {args.runs} --minutes {args.minutes} --seed {args.seed}` "
+        f"`python bench/soak.py --runs {args.runs} --jobs {args.jobs} --minutes {args.minutes} --seed {args.seed}` "
         f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {elapsed / 60:.1f} min on a shared 2-core CPU).",
         "Each run: digits, 300 samples, convnet-small width 8, SimCLR; mid-epoch checkpoints on; its first "
         "process is killed with SIGKILL or SIGINT at a uniform random moment of the time its twin worked on the "
@@ -139,38 +143,64 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--minutes", type=float, default=float("inf"), help="start no new run after this long")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=1, help="soaks side by side")
     p.add_argument("--tol", type=float, default=1e-4)
     p.add_argument("--out", default=str(Path(__file__).parent / "reports" / "soak" / "README.md"))
     args = p.parse_args(argv)
-    rng = random.Random(args.seed)
-    stats = {"runs": 0, "kills": {"SIGKILL": 0, "SIGINT": 0}, "starts": 0, "resumes": 0, "restarts": 0,
-             "mismatches": 0, "max_diff": 0.0, "leaked": 0, "errors": []}
+    stats = new_stats()
     start = time.perf_counter()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = threading.Lock()
+
+    def write_report() -> None:
+        stats["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        out.write_text(report(stats, args, time.perf_counter() - start))
+
     with tempfile.TemporaryDirectory(prefix="selfsup-soak-") as tmp:
         work = Path(tmp)
         twins = {name: run_twin(name, work) for name in CONFIGS}
-        for i in range(args.runs):
+
+        def one(i: int) -> None:
             if (time.perf_counter() - start) / 60 > args.minutes:
-                break
+                return
+            rng = random.Random(f"{args.seed}-{i}")
             name = rng.choice(list(CONFIGS))
             run_dir = work / f"run-{i:03d}-{name}"
-            got = soak_one(run_dir, name, twins[name][1], rng, stats)
+            run_stats = new_stats()
+            got = soak_one(run_dir, name, twins[name][1], rng, run_stats)
             diff = mismatch(got, twins[name][0], args.tol)
-            stats["runs"] += 1
-            if diff is None or diff > args.tol:
-                stats["mismatches"] += 1
-            stats["max_diff"] = max(stats["max_diff"], diff or 0.0)
-            stats["leaked"] += len(list(run_dir.rglob("*.tmp"))) + (run_dir / ".lock").exists()
-            print(f"run {i}: {name} diff={diff} kills={stats['kills']} resumes={stats['resumes']} "
-                  f"restarts={stats['restarts']} last error={stats.pop('last_error', None)}", flush=True)
+            with lock:
+                merge_stats(stats, run_stats)
+                stats["runs"] += 1
+                if diff is None or diff > args.tol:
+                    stats["mismatches"] += 1
+                stats["max_diff"] = max(stats["max_diff"], diff or 0.0)
+                stats["leaked"] += len(list(run_dir.rglob("*.tmp"))) + (run_dir / ".lock").exists()
+                print(f"run {i}: {name} diff={diff} kills={stats['kills']} resumes={stats['resumes']} "
+                      f"restarts={stats['restarts']} last error={run_stats.get('last_error')}", flush=True)
+                write_report()
             shutil.rmtree(run_dir, ignore_errors=True)
-    stats["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report(stats, args, time.perf_counter() - start))
+
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            list(pool.map(one, range(args.runs)))
+    write_report()
     print(out.read_text())
     return 0 if stats["mismatches"] == 0 and not stats["errors"] and not stats["leaked"] else 1
 
+
+def new_stats() -> dict:
+    return {"runs": 0, "kills": {"SIGKILL": 0, "SIGINT": 0}, "starts": 0, "resumes": 0, "restarts": 0,
+            "mismatches": 0, "max_diff": 0.0, "leaked": 0, "errors": []}
+
+
+def merge_stats(total: dict, run: dict) -> None:
+    """Adds one run's kill / start / resume counts and errors to the soak's."""
+    for key in ("starts", "resumes", "restarts"):
+        total[key] += run[key]
+    for sig, count in run["kills"].items():
+        total["kills"][sig] += count
+    total["errors"] += run["errors"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -25,6 +25,18 @@ class FakeClock(L.Callback):
         return 2.0 * self.trainer.global_step
 
 
+class SlowingClock(FakeClock):
+    """2 s a step in the first epoch, 4 s a step after it (another job started)."""
+
+    def on_fit_start(self, trainer, pl_module):
+        super().on_fit_start(trainer, pl_module)
+        self.fast = trainer.num_training_batches
+
+    def __call__(self) -> float:
+        step = self.trainer.global_step
+        return 2.0 * min(step, self.fast) + 4.0 * max(0, step - self.fast)
+
+
 class StopAt(L.Callback):
     def __init__(self, step):
         self.step = step
@@ -76,6 +88,28 @@ def test_the_first_validation_plans_again(tmp_path, clock):
     assert run.training()["steps"] == run.training()["planned_steps"] == total
 
 
+@pytest.mark.slow
+def test_a_machine_that_slows_down_is_planned_again(tmp_path, monkeypatch):
+    """Validation after each epoch, 200 s: the first plans assume 2 s a step; the machine halves
+    its speed after the first epoch, so the plan after the second epoch counts 4 s a step for
+    what is left and the run ends within the budget, its cosine complete."""
+    overrides = [o for o in FAST if not o.startswith(("trainer.check_val", "trainer.max_time"))]
+    cfg = compose_config(None, [*overrides, "trainer.max_time=00:00:03:20", f"run.dir={tmp_path / 'r'}"])
+    clock = SlowingClock()
+    monkeypatch.setattr(budget, "now", clock)
+    run = train(cfg, callbacks=[clock])
+    per_epoch = clock.fast
+    assert 11 < per_epoch and 3 * per_epoch < 200 / 2  # three epochs fit at the first speed
+    at_second = 2 * per_epoch  # the second validation: 2 s x per_epoch + 4 s x per_epoch
+    spent = 2.0 * per_epoch + 4.0 * per_epoch
+    total = at_second + int((200.0 - spent) * 0.97 // 4.0)
+    info = run.training()
+    assert info["steps"] == info["planned_steps"] == total
+    assert clock() <= 200.0  # the fake time at the end: within the budget
+    never_replanned = per_epoch + int((200.0 - 2.0 * per_epoch) * 0.97 // 2.0)
+    assert total < never_replanned
+
+
 def test_max_steps_still_caps_the_plan(tmp_path, clock):
     run = train(compose_config(None, [*FAST, "trainer.max_steps=12", f"run.dir={tmp_path / 'r'}"]), callbacks=[clock])
     assert run.training()["steps"] == 12 and run.training()["planned_steps"] == 12
@@ -93,5 +127,6 @@ def test_a_resume_keeps_the_plan(tmp_path, clock, monkeypatch):
 
 
 def test_without_max_time_there_is_no_plan(tmp_path):
-    run = train(compose_config(None, [*FAST[:-1], "trainer.max_steps=2", f"run.dir={tmp_path / 'r'}"]))
+    run = train(compose_config(None, [*FAST[:-1], "trainer.max_time=null", "trainer.max_steps=2",
+                                      f"run.dir={tmp_path / 'r'}"]))
     assert run.training()["planned_steps"] is None and run.training()["steps"] == 2

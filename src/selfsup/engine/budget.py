@@ -4,11 +4,14 @@ learning-rate schedule is a complete warm-up + cosine over what fits in the time
 :class:`TimeBudget` times optimiser steps early in training (after ``skip_steps`` that pay for
 allocation and caches), then plans ``steps done + remaining time / time per step`` steps in all
 (capped by ``trainer.max_steps`` / ``max_epochs``): the module's schedule and the trainer's
-``max_steps`` follow that plan (:meth:`SSLModule.set_planned_steps`). The first validation's time
-is spread over the steps between validations and the plan is made once more after it, with
-the step time measured over every step before that validation (the first steps are often slower:
-kernel selection, loader warm-up). The plan
-is checkpointed with the module, so a resumed run keeps it instead of measuring again.
+``max_steps`` follow that plan (:meth:`SSLModule.set_planned_steps`). The plan is made again
+after every validation, from the speed of the steps since the previous validation (for the
+first, since step ``skip_steps``: the first steps are often slower, kernel selection and
+loader warm-up) and the mean validation time spread over the steps between validations, so a
+machine that slows down part-way (another job starts) shortens the cosine instead of being cut
+off before its end. A new plan within ``REPLAN_TOLERANCE`` of the current one (inside the
+reserve) leaves the schedule alone. The plan is checkpointed with the module, so a resumed run
+keeps it instead of measuring again.
 Lightning's own ``max_time`` stop stays in place as the hard limit."""
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ from lightning.pytorch.callbacks import Timer
 from selfsup.config.loading import ConfigError
 
 log = logging.getLogger(__name__)
+
+REPLAN_TOLERANCE = 0.01  # a later plan changes the schedule only when it moves by more than this (below the reserve)
 
 
 def now() -> float:
@@ -61,8 +66,10 @@ class TimeBudget(L.Callback):
                              f"skip_steps={skip_steps} reserve={reserve}")
         self.budget_s, self.measure_steps, self.skip_steps, self.reserve = budget_s, measure_steps, skip_steps, reserve
         self.step_time: Optional[float] = None
-        self.validation_s = 0.0  # of the first validation during training, spread over its interval
-        self.measuring, self.validated = False, False
+        self.validation_s = 0.0  # the mean validation during training, spread over its interval
+        self.validation_total, self.validations = 0.0, 0  # since the measurement began
+        self.mark: tuple[float, int] = (0.0, 0)  # (time, step) the current step time is measured from
+        self.measuring = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
         timers = [c for c in trainer.callbacks if isinstance(c, Timer)]
@@ -77,19 +84,28 @@ class TimeBudget(L.Callback):
         done = int(trainer.global_step) - self.first_step
         if done == self.skip_steps:
             self.t0 = now()
+            self.mark = (self.t0, int(trainer.global_step))
         elif self.t0 is not None and done == self.skip_steps + self.measure_steps:
             self.step_time = (now() - self.t0) / self.measure_steps
             self.plan(trainer, pl_module)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module) -> None:
         self.val_start = now()
-        done = int(trainer.global_step) - self.first_step - self.skip_steps
-        if self.measuring and self.step_time is not None and not self.validated and done > self.measure_steps:
-            self.step_time = (self.val_start - self.t0) / done  # the steady state of every step so far
+        if self.measuring and self.step_time is not None:
+            mark_time, mark_step = self.mark
+            done = int(trainer.global_step) - mark_step
+            if done >= self.measure_steps:  # the speed of the steps since the last validation
+                self.step_time = (self.val_start - mark_time) / done
 
     def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
-        if self.measuring and self.step_time is not None and not self.validated:
-            self.validation_s, self.validated = now() - self.val_start, True
+        if not self.measuring or self.t0 is None:
+            return
+        end = now()
+        self.validation_total += end - self.val_start
+        self.validations += 1
+        self.validation_s = self.validation_total / self.validations
+        self.mark = (end, int(trainer.global_step))
+        if self.step_time is not None:
             self.plan(trainer, pl_module)
 
     def plan(self, trainer: L.Trainer, pl_module) -> None:
@@ -100,7 +116,10 @@ class TimeBudget(L.Callback):
         more = max(0, math.floor(remaining * (1 - self.reserve) / per_step))
         total = max(step + 1, min(self.cap, step + more))
         total = int(trainer.strategy.broadcast(total, src=0))  # every DDP process stops at rank 0's step
+        before = pl_module.planned_total_steps
+        if before is not None and abs(total - before) <= REPLAN_TOLERANCE * before:
+            return  # within the reserve: not worth a change of schedule
         pl_module.set_planned_steps(total)
-        log.info("time budget %.0f s: %.3f s/step over %d steps (+%.1f s validation) -> %d steps in all%s",
-                 self.budget_s, self.step_time, self.measure_steps, self.validation_s, total,
+        log.info("time budget %.0f s: %.3f s/step at step %d (+%.1f s a validation) -> %d steps in all%s",
+                 self.budget_s, self.step_time, step, self.validation_s, total,
                  " (the max_steps / max_epochs cap)" if total == self.cap else "")
