@@ -1,11 +1,16 @@
 """Compare SimCLR and issue 3's methods (MoCo v2, SupCon, SupCon-MoCo, BYOL, SimSiam, Barlow Twins,
-VICReg) under one budget: the same encoder, data and number of optimiser steps, several seeds.
+VICReg) under one budget: the same encoder, data and number of optimiser steps (or, with
+``--match images`` / ``--match time``, the same number of images seen or the same training wall
+time: bench/compute_budget.py), several seeds.
 
     python bench/compare_methods.py [--out bench/results/compare-methods] [--steps 600]
+        [--match steps|images|time] [--images N] [--seconds S]
         [--seeds 0 1] [--methods simclr moco ...] [--threads 2] [key=value ...]
 
 Every (method, seed) is ``selfsup train <method>-fashion-mnist seed=S trainer.max_steps=STEPS
-trainer.max_epochs=-1 run.dir=OUT/<method>-seed<S> [key=value ...]`` followed by its evaluation,
+trainer.max_epochs=-1 run.dir=OUT/<method>-seed<S> [key=value ...]`` (``--match images``: the steps
+that give each recipe N images at its batch size, run folder <method>-imagesN-seed<S>; ``--match
+time``: ``trainer.max_time``, <method>-timeSs-seed<S>) followed by its evaluation,
 in a process of its own, which records its wall time and peak memory in RUN/bench.json. The
 script can be stopped and started again: a run with an eval.json is finished and skipped, a run
 with a checkpoint but no eval.json is resumed. It writes OUT/table.md (and OUT/table.json): kNN
@@ -31,6 +36,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from compute_budget import BUDGETS, budget_overrides, budget_tag
 
 METHODS = ["simclr", "moco", "supcon", "supcon-moco", "byol", "simsiam", "barlow-twins", "vicreg"]
 
@@ -74,6 +81,7 @@ def read_run(run_dir: Path) -> dict:
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     attempts = json.loads((run_dir / "bench.json").read_text()) if (run_dir / "bench.json").exists() else []
     cfg = OmegaConf.load(run_dir / "config.yaml")
+    training = json.loads((run_dir / "training.json").read_text()) if (run_dir / "training.json").exists() else {}
     return {
         "knn": results["knn.top1"], "linear": results["linear.top1"],
         "random_knn": results.get("random_init.knn.top1", math.nan),
@@ -84,6 +92,7 @@ def read_run(run_dir: Path) -> dict:
         "train_s": sum(a["train_s"] for a in attempts) if attempts else math.nan,
         "peak_mb": max((a["peak_rss_mb"] for a in attempts), default=math.nan),
         "resumed": any(a["resumed"] for a in attempts),
+        "steps": training.get("steps", math.nan), "images": training.get("samples_seen", math.nan),
     }
 
 
@@ -96,21 +105,21 @@ def mean_sd(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def table(runs: dict[str, list[dict]], steps: int, extra: list[str]) -> str:
+def table(runs: dict[str, list[dict]], budget: str, extra: list[str]) -> str:
     lines = [
-        f"Budget: {steps} optimiser steps per run; seeds per method in the last column; extra settings: "
+        f"Budget: {budget} per run; seeds per method in the last column; extra settings: "
         f"{' '.join(extra) or 'none'}. Accuracies in % on the test split (mean ± sample sd over seeds); "
         "val probe: the online linear probe on the validation split; std·√d: per-dimension std of the "
         "L2-normalised embeddings times √d (≈1 spread out, 0 collapsed) and effective rank, both on the last "
         "logged training batch; peak memory: the process's resident set.",
         "",
         "| method | kNN top-1 | linear top-1 | random-init kNN / linear | val probe top-1 | std·√d | eff. rank (d) "
-        "| train wall s | peak MB | seeds |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| steps | images seen | train wall s | peak MB | seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for method, rs in runs.items():
         if not rs:
-            lines.append(f"| {method} | not run yet | | | | | | | | 0 |")
+            lines.append(f"| {method} | not run yet | | | | | | | | | | 0 |")
             continue
         below = statistics.mean(r["knn"] for r in rs) <= statistics.mean(r["random_knn"] for r in rs)
         flag = " ⚠ not above random init" if below else ""
@@ -120,6 +129,7 @@ def table(runs: dict[str, list[dict]], steps: int, extra: list[str]) -> str:
             f"| {method}{flag} | {mean_sd([r['knn'] for r in rs], 100)} | {mean_sd([r['linear'] for r in rs], 100)} "
             f"| {mean_sd([r['random_knn'] for r in rs], 100)} / {mean_sd([r['random_linear'] for r in rs], 100)} "
             f"| {mean_sd([r['val_probe'] for r in rs], 100)} | {std} | {mean_sd([r['rank'] for r in rs])} ({dim}) "
+            f"| {mean_sd([r['steps'] for r in rs], digits=0)} | {mean_sd([r['images'] for r in rs], digits=0)} "
             f"| {mean_sd([r['train_s'] for r in rs], digits=0)} | {mean_sd([r['peak_mb'] for r in rs], digits=0)} "
             f"| {len(rs)}{' (resumed)' if any(r['resumed'] for r in rs) else ''} |"
         )
@@ -132,6 +142,9 @@ def main() -> int:
     # 600 steps: under 10 minutes a run (train + eval) on this 2-core CPU, where a step of the
     # recipes takes about 0.7-1.1 s (batch 256, 28x28, convnet-small) on one loaded core
     parser.add_argument("--steps", type=int, default=600, help="optimiser steps per run (the same for every method)")
+    parser.add_argument("--match", choices=BUDGETS, default="steps", help="what every method gets the same of")
+    parser.add_argument("--images", type=int, default=None, help="--match images: images seen per run")
+    parser.add_argument("--seconds", type=int, default=None, help="--match time: training seconds per run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run (OMP_NUM_THREADS)")
@@ -143,22 +156,28 @@ def main() -> int:
     bad = [o for o in overrides if "=" not in o]
     if bad:
         parser.error(f"unrecognised arguments {bad}: settings are key=value")
-    common = [*overrides, f"trainer.max_steps={args.steps}", "trainer.max_epochs=-1"]
+    amount = {"steps": args.steps, "images": args.images, "time": args.seconds}[args.match]
+    if amount is None:
+        parser.error(f"--match {args.match} needs --{'images' if args.match == 'images' else 'seconds'}")
+    budget = {"steps": f"{args.steps} optimiser steps", "images": f"{args.images} images seen",
+              "time": f"{args.seconds} s of training wall time"}[args.match]
     env = {**os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})}
     runs: dict[str, list[dict]] = {}
     for method in args.methods:
         runs[method] = []
         for seed in args.seeds:
-            run_dir = args.out / f"{method}-seed{seed}"
+            run_dir = args.out / f"{method}{budget_tag(args.match, amount)}-seed{seed}"
             if not (run_dir / "eval.json").exists():
                 print(f"== {method} seed {seed} -> {run_dir}", flush=True)
-                child = [sys.executable, __file__, "--child", f"{method}-fashion-mnist", str(run_dir), f"seed={seed}", *common]
+                recipe = f"{method}-fashion-mnist"
+                common = [*overrides, *budget_overrides(recipe, args.match, amount, overrides)]
+                child = [sys.executable, __file__, "--child", recipe, str(run_dir), f"seed={seed}", *common]
                 if subprocess.run(child, env=env).returncode != 0:
                     print(f"!! {method} seed {seed} failed; it is left out of the table (run again to retry)", flush=True)
                     continue
             runs[method].append(read_run(run_dir))
     args.out.mkdir(parents=True, exist_ok=True)
-    text = table(runs, args.steps, overrides)
+    text = table(runs, budget, overrides)
     (args.out / "table.md").write_text(text)
     (args.out / "table.json").write_text(json.dumps(runs, indent=2) + "\n")
     print(text)

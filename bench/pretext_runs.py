@@ -19,7 +19,8 @@ TIMES = "bench_times.json"
 def train_and_evaluate(recipe: str, overrides: Sequence[str], run_dir: Path, evaluations: Sequence[str] = (),
                        options: dict | None = None) -> dict:
     """eval.json of ``run_dir`` (training and evaluating it first where that is not done yet),
-    plus ``train_seconds`` and ``eval_seconds`` (wall clock, measured when they ran)."""
+    plus ``train_seconds`` and ``eval_seconds`` (wall clock, measured when they ran) and the
+    ``steps`` and ``samples_seen`` (images) of its training.json."""
     times_path = run_dir / TIMES
     if not times_path.exists():
         start = time.perf_counter()
@@ -30,7 +31,9 @@ def train_and_evaluate(recipe: str, overrides: Sequence[str], run_dir: Path, eva
         times = {"train_seconds": train_seconds, "eval_seconds": time.perf_counter() - start}
         times_path.write_text(json.dumps(times, indent=1))
     results = json.loads((run_dir / "eval.json").read_text())
-    return {**results, **json.loads(times_path.read_text()), "pretext_top1": last_logged(run_dir, "train/pretext_top1")}
+    training = json.loads((run_dir / "training.json").read_text())
+    return {**results, **json.loads(times_path.read_text()), "pretext_top1": last_logged(run_dir, "train/pretext_top1"),
+            "steps": training["steps"], "samples_seen": training["samples_seen"]}
 
 
 def last_logged(run_dir: Path, key: str) -> float | None:

@@ -4,6 +4,8 @@ import torch
 from selfsup.models.context_transformer import (
     AuxiliaryPredictor,
     ContextTransformer,
+    blind_fraction,
+    expected_visible_pairs,
     interleave_pairs,
     pack_sequences,
     pair_mask,
@@ -107,6 +109,36 @@ def test_training_mode_draws_the_random_mask_and_eval_mode_does_not():
     model.eval()
     torch.testing.assert_close(model(tokens, torch.Generator().manual_seed(1)),
                                model(tokens, torch.Generator().manual_seed(2)))
+
+
+def monte_carlo_visible_pairs(mask_prob, block_size, draws=400, seed=0):
+    """Slow reference: over draws of the real masks (pair mask & random context mask), the mean
+    number of other pairs a target token (odd row) attends to, and the fraction that see none."""
+    g = torch.Generator().manual_seed(seed)
+    counts = []
+    for _ in range(draws):
+        mask = pair_mask(block_size) & random_context_mask(block_size, mask_prob, g)
+        for row in range(1, block_size, 2):
+            own = row // 2
+            counts.append(sum(bool(mask[row, 2 * j]) and bool(mask[row, 2 * j + 1]) for j in range(block_size // 2)
+                              if j != own))
+    counts = torch.tensor(counts, dtype=torch.float64)
+    return float(counts.mean()), float((counts == 0).double().mean()), float(counts.std() / len(counts) ** 0.5)
+
+
+@pytest.mark.parametrize("mask_prob,block_size", [(0.9, 32), (0.9, 128), (0.5, 16), (0.0, 8)])
+def test_expected_visible_pairs_matches_a_count_over_the_real_masks(mask_prob, block_size):
+    mean, blind, error = monte_carlo_visible_pairs(mask_prob, block_size, draws=4000 // block_size)
+    assert abs(expected_visible_pairs(mask_prob, block_size) - mean) < 4 * error + 1e-12
+    assert abs(blind_fraction(mask_prob, block_size) - blind) < 0.03
+
+
+def test_expected_visible_pairs_the_papers_pairing_and_the_old_recipe():
+    assert expected_visible_pairs(0.9, 128) == pytest.approx(3.15)
+    assert expected_visible_pairs(0.9, 32) == pytest.approx(0.75)
+    assert blind_fraction(0.9, 32) == pytest.approx(0.509, abs=1e-3)
+    assert expected_visible_pairs(0.9, 128, context_pairs=15) == pytest.approx(1.5)
+    assert expected_visible_pairs(0.0, 32, context_pairs=15) == 15
 
 
 def test_a_fully_masked_context_leaves_each_token_on_its_own():

@@ -177,3 +177,19 @@ def test_simclr_pairs_takes_the_worlds_two_views():
     torch.testing.assert_close(views[1], render(x, **second))
     assert method.loss(views, torch.zeros(4, dtype=torch.long))["loss"].item() > 0
     assert method.evaluations == ("equivariance",)
+
+
+def test_a_mask_that_leaves_under_one_context_pair_is_named_in_one_warning(caplog):
+    params = {**SMALL, "block_size": 32, "eval_contexts": [0, 2]}
+    with caplog.at_level("WARNING", logger="selfsup.methods.contextssl"):
+        build("contextssl", ROTCOLOR_INFO, IMAGE, mask_prob=0.9, **params)
+    [record] = [r for r in caplog.records if r.name == "selfsup.methods.contextssl"]
+    line = record.getMessage()
+    assert "\n" not in line
+    for words in ("method.mask_prob=0.9", "method.block_size=32", "0.75", "51 %", "block_size 128", "3.15"):
+        assert words in line
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="selfsup.methods.contextssl"):
+        build("contextssl", ROTCOLOR_INFO, IMAGE, mask_prob=0.9, **{**params, "block_size": 128})
+        build("contextssl", ROTCOLOR_INFO, IMAGE, mask_prob=0.5, **params)
+    assert not [r for r in caplog.records if r.name == "selfsup.methods.contextssl"]

@@ -6,10 +6,18 @@ import pytest
 import torch
 
 from selfsup.data.rotcolor import ACTION_FACTORS, draw_view_params
-from selfsup.eval.contextual import RecordedObjects, build_cache, context_curves, context_representation, rotcolor_metrics
+from selfsup.eval.contextual import (
+    ContextPairs,
+    RecordedObjects,
+    build_cache,
+    context_curves,
+    context_representation,
+    context_sensitivity,
+    rotcolor_metrics,
+)
 from selfsup.eval.equivariance import RidgeProbe, pooled_r2
 from selfsup.eval.retrieval import chance_mrr_and_hits, mrr_and_hits, true_ranks
-from selfsup.models.context_transformer import ContextTransformer
+from selfsup.models.context_transformer import ContextTransformer, interleave_pairs
 from selfsup.data.actions import ActionFactors
 
 FACTORS = ActionFactors(ACTION_FACTORS)
@@ -144,3 +152,95 @@ def test_report_section_plots_each_metric_against_context_length(tmp_path: Path)
     assert "| mrr | rot | 0.000 | 0.200 | 0.600 |" in text and "mrr 0.180" in text
     assert context_curves(ctx, {"knn.top1": 0.5}) == ""
     assert math.isfinite(results["features.r2_rot"])
+
+
+ENVS = ["rot", "color", "none"]
+
+
+def sensitivity_fixture(seed=0):
+    torch.manual_seed(seed)
+    transformer = ContextTransformer(7, 4, 7, width=16, depth=2, heads=2, block_size=16, mask_prob=0).eval()
+    bank = oracle_objects(20, 5, 0)
+    k = torch.arange(20)
+    first = ContextPairs(bank.features[:, 0], bank.features[:, 1], bank.action(k, 0 * k, 0 * k + 1))
+    second = ContextPairs(bank.features[:, 2], bank.features[:, 3], bank.action(k, 0 * k + 2, 0 * k + 3))
+    queries = oracle_objects(12, 2, 1).features[:, 0]
+    return transformer, first, second, queries
+
+
+def slow_sensitivity(transformer, first, second, queries, length):
+    """Reference: each query read on its own after a full forward over [context || query]."""
+    def output(pairs, env, q):
+        context = interleave_pairs(pairs.z[:length // 2], pairs.z_next[:length // 2],
+                                   FACTORS.mask(pairs.actions[:length // 2], env))
+        tokens = torch.cat([context, torch.cat([q, torch.zeros(4)]).unsqueeze(0)]).unsqueeze(0)
+        with torch.no_grad():
+            return torch.nn.functional.normalize(transformer(tokens)[0, -1], dim=0)
+
+    def mean_distance(a_pairs, a_env, b_pairs, b_env):
+        return sum(float((output(a_pairs, a_env, q) - output(b_pairs, b_env, q)).norm()) for q in queries) / len(queries)
+
+    env_pairs = [("rot", "color"), ("rot", "none"), ("color", "none")]
+    return {"env_swap": sum(mean_distance(first, a, first, b) for a, b in env_pairs) / 3,
+            "pair_swap": sum(mean_distance(first, e, second, e) for e in ENVS) / 3}
+
+
+@pytest.mark.parametrize("length", [0, 2, 6, 14])
+def test_context_sensitivity_matches_a_full_forward_per_query(length):
+    transformer, first, second, queries = sensitivity_fixture()
+    got = context_sensitivity(transformer, FACTORS, ENVS, queries, first, second, length)
+    want = slow_sensitivity(transformer, first, second, queries, length)
+    assert got == pytest.approx(want, abs=1e-5)
+    if length == 0:
+        assert got == {"env_swap": 0.0, "pair_swap": 0.0}
+    else:
+        assert got["env_swap"] > 1e-3 and got["pair_swap"] > 1e-3
+
+
+def test_a_model_blind_to_the_contexts_actions_gives_environment_swap_zero():
+    transformer, first, second, queries = sensitivity_fixture()
+    with torch.no_grad():
+        transformer.embed.weight[:, 7:] = 0  # actions never reach the model: the environment cannot
+    got = context_sensitivity(transformer, FACTORS, ENVS, queries, first, second, 14)
+    assert got["env_swap"] == 0.0
+    assert got["pair_swap"] > 1e-3  # other pairs still move it
+
+
+class QueryOnly(torch.nn.Module):
+    """A world model that reads only the query (the oracle's action applied to its features)."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def build_cache(self, tokens, mask_prob=0.0, generator=None):
+        return tokens
+
+    def query(self, tokens, cache, mask_prob=0.0, generator=None):
+        return apply_action(tokens[:, :7], tokens[:, 7:])
+
+
+def test_cross_environment_mrr_is_the_queries_alone_when_the_context_is_ignored():
+    model = QueryOnly()
+    bank, test = oracle_objects(30, 5, 0), oracle_objects(30, 5, 1)
+    z, z_next = bank.features[:, 0], bank.features[:, 1]
+    actions = bank.action(torch.arange(30), torch.zeros(30, dtype=torch.long), torch.ones(30, dtype=torch.long))
+    by_context = {}
+    for env in ENVS:
+        cache = build_cache(model, FACTORS, z, z_next, actions, env, 6)
+        split = {q: context_representation(model, FACTORS, cache, q) for q in ENVS}
+        by_context[env] = rotcolor_metrics(split[env], bank, test, FACTORS, seed=0, retrieval=True, query_represent=split)
+    for env, metrics in by_context.items():
+        assert metrics[f"mrr_query_{env}"] == metrics["mrr"]  # the diagonal is the plain MRR
+    for q in ENVS:
+        assert len({metrics[f"mrr_query_{q}"] for metrics in by_context.values()}) == 1  # one value per query env
+    assert by_context["rot"]["mrr_query_rot"] > by_context["rot"]["mrr_query_none"]
+
+
+def test_report_has_the_sensitivity_table(tmp_path: Path):
+    results = {f"ctx{c}.rot.mrr": 0.2 for c in (0, 2)}
+    results.update({"sensitivity.ctx0.env_swap": 0.0, "sensitivity.ctx0.pair_swap": 0.0,
+                    "sensitivity.ctx2.env_swap": 0.03, "sensitivity.ctx2.pair_swap": 0.25})
+    ctx = SimpleNamespace(run_dir=tmp_path, splits=SimpleNamespace(info={}))
+    text = context_curves(ctx, results)
+    assert "### Sensitivity to the context" in text and "| 2 | 0.0300 | 0.2500 |" in text

@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 from selfsup import cli
 from selfsup.config.schema import DataConfig
 from selfsup.engine import checkpoint as checkpoint_module
-from selfsup.engine.configure import compose_config
+from selfsup.engine.configure import compose_config, run_config
 
 TINY = ["data.name=digits", "data.limit=200", "data.batch_size=32", "model.width=8", "method.proj_hidden_dim=32",
         "method.proj_dim=16", "optim.lr=0.1", "trainer.enable_progress_bar=false", "eval.map_points=0",
@@ -116,6 +116,12 @@ def new(*overrides: str) -> Callable[[dict], list]:
     return lambda p: ["train", *TINY, "trainer.max_steps=1", *overrides, f"run.dir={p['base'] / 'new'}"]
 
 
+def new_method(name: str, *overrides: str, folder: str = "new") -> Callable[[dict], list]:
+    """``new`` for another method: TINY without its SimCLR keys."""
+    return lambda p: ["train", *[a for a in TINY if not a.startswith("method.")], "trainer.max_steps=1",
+                      f"method.name={name}", *overrides, f"run.dir={p['base'] / folder}"]
+
+
 def on_run(command: str, *args: str, run: str = "run") -> Callable[[dict], list]:
     return lambda p: [command, p[run], *[a.format(**p) for a in args]]
 
@@ -176,6 +182,20 @@ KEY_AND_RANGE = [
     Case("crop scale reversed", new("augment.crop_scale=[0.9,0.1]"), r"'augment.crop_scale'.*low <= high"),
     Case("probability 2", new("augment.hflip_prob=2"), r"'augment.hflip_prob'.*\[0, 1\]"),
     Case("per-view probability 1.5", new("augment.view_blur_prob=[1.0,1.5]"), r"'augment.view_blur_prob'"),
+    Case("simclr with one view", new("augment.num_views=1"),
+         r"'augment.num_views': 1 is too few for method.name=simclr; it needs >= 2 .*: set augment.num_views=2"),
+    Case("simclr with three views", new("augment.num_views=3"),
+         r"'augment.num_views': 3 is more than method.name=simclr uses; it takes <= 2 .*: set augment.num_views=2"),
+    Case("byol with one view", new_method("byol", "augment.num_views=1"),
+         r"'augment.num_views': 1 is too few for method.name=byol.*set augment.num_views=2"),
+    Case("dino with one crop", new_method("dino", "augment.num_global_crops=1", "augment.num_local_crops=0"),
+         r"'augment.num_global_crops' \+ 'augment.num_local_crops': 1 \+ 0 = 1 is too few for method.name=dino; "
+         r"it needs >= 2 .*: set augment.num_local_crops=1"),
+    Case("exemplar with one view", new_method("exemplar", "augment.num_views=1"),
+         r"'augment.num_views': 1 is too few for method.name=exemplar.*set augment.num_views=2"),
+    Case("simper with one speed", lambda p: ["train", "simper-rotating-digits", "method.num_speeds=1",
+                                             f"run.dir={p['base'] / 'new'}"],
+         r"'method.num_speeds': 1 is too few for method.name=simper.*set method.num_speeds=2"),
     Case("max_epochs not a number", new("trainer.max_epochs=abc"), r"'trainer.max_epochs': 'abc'.*Optional\[int\]"),
     Case("devices 0", new("trainer.devices=0"), r"trainer.*devices=0"),
     Case("gpu on a CPU", new("trainer.accelerator=gpu"), r"trainer.* settings cannot run here",
@@ -306,6 +326,27 @@ def test_a_mistake_is_one_named_line_and_changes_nothing(case, world, capsys):
     assert re.search(case.message, errors[0]), errors[0]
     if case.new_dir:
         assert not (world["base"] / "new").exists(), "a failed start left a run folder"
+
+
+def test_one_global_crop_and_local_crops_train(world, capsys):
+    rc, _, err = call(new_method("dino", "augment.num_global_crops=1", "augment.num_local_crops=2", "method.out_dim=64",
+                                 "method.hidden_dim=32", "method.bottleneck_dim=16", "eval.after_train=false",
+                                 folder="dino-one-global")(world), capsys)
+    assert rc == 0, err
+    assert (world["base"] / "dino-one-global" / "encoder.safetensors").exists()
+
+
+def test_more_views_than_used_warn_for_an_existing_run(world, caplog):
+    """An existing run folder's config (eval, resume) with more views than its method uses is
+    a warning, not a refusal: the run was made and must stay usable."""
+    run = world["base"] / "three-views"
+    run.mkdir()
+    (run / "config.yaml").write_text((world["run"] / "config.yaml").read_text().replace("num_views: 2",
+                                                                                         "num_views: 3"))
+    with caplog.at_level("WARNING", logger="selfsup"):
+        assert run_config(run).augment.num_views == 3
+    assert re.search(r"'augment.num_views': 3 is more than method.name=simclr uses.*a new run should set "
+                     r"augment.num_views=2", caplog.text), caplog.text
 
 
 def test_a_one_class_folder_is_one_clear_line_or_a_result(world, capsys):

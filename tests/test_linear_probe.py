@@ -100,7 +100,7 @@ def test_the_grid_choice_uses_only_the_validation_split():
     base = linear_probe(train_x, train_y, test_x, test_y, l2_grid=grid, seed=3)
     shuffled = test_y[torch.randperm(len(test_y), generator=torch.Generator().manual_seed(0))]
     other = linear_probe(train_x, train_y, -test_x, shuffled, l2_grid=grid, seed=3)
-    assert set(base.val_accuracy) == set(grid)
+    assert list(base.val_accuracy) == list(grid)[:len(base.val_accuracy)]  # strongest first, maybe stopped early
     assert other.l2 == base.l2 and other.val_accuracy == base.val_accuracy
     assert other.accuracy != base.accuracy
     best = max(base.val_accuracy.values())
@@ -108,6 +108,26 @@ def test_the_grid_choice_uses_only_the_validation_split():
     # a different validation split may choose differently, but still from the validation scores alone
     reseeded = linear_probe(train_x, train_y, test_x, test_y, l2_grid=grid, seed=4)
     assert reseeded.val_accuracy[reseeded.l2] == max(reseeded.val_accuracy.values())
+
+
+def test_the_grid_walk_stops_once_validation_accuracy_has_turned_down(monkeypatch):
+    """Few samples, many noise dimensions: strong L2 wins, weaker ones overfit. The walk stops
+    after PATIENCE strengths below the best and chooses what the whole grid would."""
+    import selfsup.eval.linear as linear
+
+    g = torch.Generator().manual_seed(1)
+    y = torch.randint(0, 3, (700,), generator=g)
+    x = torch.randn(700, 200, generator=g)
+    x[:, 0] += y.float()  # one informative dimension among 200
+    grid = (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+    stopped = linear_probe(x[:500], y[:500], x[500:], y[500:], l2_grid=grid, seed=0)
+    patience = linear.PATIENCE
+    monkeypatch.setattr(linear, "PATIENCE", len(grid))
+    full = linear_probe(x[:500], y[:500], x[500:], y[500:], l2_grid=grid, seed=0)
+    assert len(full.val_accuracy) == len(grid) and len(stopped.val_accuracy) < len(grid)
+    walked = list(stopped.val_accuracy.values())
+    assert all(acc < max(walked) for acc in walked[-patience:])
+    assert stopped.l2 == full.l2 and stopped.accuracy == full.accuracy
 
 
 def test_the_probe_learns_the_labels_and_nothing_from_permuted_labels():

@@ -43,7 +43,8 @@ def test_eval_options_combine_in_one_call(tmp_path, capsys):
                  "--layers", "--label-fraction", "0.1,0.5"]) == 0
     results = read_eval(run_dir)
     expected = {"knn.top1", "linear.top1", "mlp.top1", "finetune.top1", "lowshot.10pct.linear.top1",
-                "lowshot.50pct.linear.top1"} | {f"layer.block{k}.linear.top1" for k in range(1, 5)}
+                "lowshot.50pct.linear.top1"} | {f"layer.block{k}.{pooling}.linear.top1" for k in range(1, 5)
+                                                for pooling in ("adaptive-max", "global-avg")}
     assert expected <= set(results)
     assert all(0 <= results[k] <= 1 for k in expected)
     assert (run_dir / "plots" / "layers.png").stat().st_size > 0

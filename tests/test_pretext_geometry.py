@@ -4,7 +4,8 @@ import torch
 
 from selfsup.augment.exemplar import ExemplarViews, random_rotation, rotate
 from selfsup.augment.patches import drop_colour_channels, jigsaw_tiles, relative_patch_pairs
-from selfsup.core.patches import NEIGHBOUR_OFFSETS, PatchGrid, crop_patches, doersch_grid, noroozi_grid, standardize_patches
+from selfsup.core.patches import (NEIGHBOUR_OFFSETS, PatchGrid, central_tiling, crop_patches, doersch_grid, noroozi_grid,
+                                  standardize_patches)
 from selfsup.augment.permutations import max_hamming_permutations
 from selfsup.augment.rotation import rotate_quarter_turns, rotation_batch
 from selfsup.config.schema import AugmentConfig
@@ -44,6 +45,36 @@ def test_too_small_images_are_rejected_with_the_fix(make):
         make(8)
     with pytest.raises(ValueError, match="method.patch_size"):
         PatchGrid(10, 4, 2).nominal_corners(28, 28)
+
+
+def coverage(grid: PatchGrid, h: int, w: int) -> torch.Tensor:
+    """How many of the grid's patches cover each pixel of an h x w image, long [h, w]."""
+    x = coordinate_images(1, h, w)
+    cut = crop_patches(x, grid.nominal_corners(h, w).unsqueeze(0), grid.patch).long().flatten()
+    return torch.bincount(cut, minlength=h * w).view(h, w)
+
+
+@pytest.mark.parametrize("h,w", [(28, 28), (32, 32), (29, 31), (96, 64), (3, 3)])
+def test_the_eval_tiling_covers_the_central_crop_exactly_once(h, w):
+    grid = central_tiling(h, w)
+    side = 3 * (min(h, w) // 3)
+    assert (grid.patch, grid.gap, grid.jitter) == (side // 3, 0, 0)
+    counts = coverage(grid, h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = torch.zeros(h, w, dtype=torch.long)
+    crop[top:top + side, left:left + side] = 1
+    assert torch.equal(counts, crop)  # every pixel of the central crop once, nothing outside it, no gaps
+
+
+def test_the_training_grids_leave_gaps_the_eval_tiling_fills():
+    """28 px: the training grids' patches cover 41 % (relative patch) and 56 % (jigsaw) of the
+    pixels; the eval tiling 27 x 27 = 93 %."""
+    covered = {name: coverage(PatchGrid(g.patch, g.gap, 0), 28, 28).clamp(max=1).sum().item() / 784
+               for name, g in (("relative-patch", doersch_grid(28)), ("jigsaw", noroozi_grid(28)))}
+    assert covered == pytest.approx({"relative-patch": 324 / 784, "jigsaw": 441 / 784})
+    assert coverage(central_tiling(28, 28), 28, 28).sum().item() == 27 * 27
+    with pytest.raises(ValueError, match="too small"):
+        central_tiling(2, 28)
 
 
 def test_nominal_tiles_are_a_centred_raster_grid():

@@ -59,13 +59,15 @@ def test_relative_patch_with_all_neighbours_gives_each_image_every_position_once
     assert (positions.view(4, 8).sort(1).values == torch.arange(len(NEIGHBOUR_OFFSETS))).all()
 
 
-def test_patch_encoder_is_the_mean_of_its_standardised_grid_patches():
-    method = build("jigsaw", num_permutations=4)
+@pytest.mark.parametrize("tiling,tile", [("central", 9), ("training", 7)])
+def test_patch_encoder_is_the_mean_of_its_standardised_grid_patches(tiling, tile):
+    method = build("jigsaw", num_permutations=4, eval_tiling=tiling)
     encoder = method.encoder.eval()
-    assert isinstance(encoder, PatchGridEncoder) and encoder.grid.jitter == 0
+    assert isinstance(encoder, PatchGridEncoder) and encoder.grid.jitter == 0 and encoder.grid.patch == tile
+    assert (method.grid.patch, method.grid.gap) == (7, 2)  # training keeps the paper's geometry either way
     x = torch.rand(3, 1, 28, 28)
     corners = encoder.grid.nominal_corners(28, 28).expand(3, -1, -1)
-    patches = standardize_patches(crop_patches(x, corners, 7)).reshape(27, 1, 7, 7)
+    patches = standardize_patches(crop_patches(x, corners, tile)).reshape(27, 1, tile, tile)
     expected = encoder.backbone(patches).view(3, 9, -1).mean(1)
     torch.testing.assert_close(encoder(x), expected)
     pooled_last = encoder.forward_stages(x)["block4"].mean(dim=(2, 3))
@@ -76,11 +78,15 @@ def test_patch_encoder_is_the_mean_of_its_standardised_grid_patches():
 
 def test_exported_patch_encoder_loads_back_with_its_grid(tmp_path):
     """`selfsup embed` and `load_encoder` give a patch-trained run the features its eval uses."""
-    method = build("relative-patch", patch_size=6, gap=2)
+    method = build("relative-patch", patch_size=6, gap=2, eval_tiling="training")
     encoder = method.encoder.eval()
     export_encoder(encoder, ModelConfig(width=8), InputSpec(1, (1, 28, 28)), tmp_path / "encoder.safetensors")
     loaded = load_encoder(tmp_path)
     assert isinstance(loaded, PatchGridEncoder) and (loaded.grid.patch, loaded.grid.gap, loaded.grid.jitter) == (6, 2, 0)
+    export_encoder(build("relative-patch").encoder, ModelConfig(width=8), InputSpec(1, (1, 28, 28)),
+                   tmp_path / "encoder.safetensors")
+    central = load_encoder(tmp_path).grid
+    assert (central.patch, central.gap, central.jitter) == (9, 0, 0)  # the default: the gapless central tiling
     x = torch.rand(4, 1, 28, 28)
     torch.testing.assert_close(loaded(x), encoder(x))
     assert not torch.allclose(loaded(x), loaded.backbone(x), atol=1e-3)  # not the whole-image backbone features
@@ -106,6 +112,8 @@ def test_grid_values_can_be_set_and_are_checked_against_the_image_size():
 
 
 def test_bad_settings_are_named():
+    with pytest.raises(ValueError, match="method.eval_tiling='gaps'; valid: central, training"):
+        build("jigsaw", num_permutations=4, eval_tiling="gaps")
     with pytest.raises(ValueError, match="square"):
         build("rotnet", shape=(1, 28, 32))
     with pytest.raises(ValueError, match="method.mining"):

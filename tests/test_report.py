@@ -86,12 +86,14 @@ def test_raw_pixels_and_ties_are_called_out_too():
 
 
 def test_per_layer_probes_compare_each_subject_at_its_best_stage():
-    results = {"layer.block1.linear.top1": 0.5, "layer.block4.linear.top1": 0.7,
-               "random_init.layer.block1.linear.top1": 0.8, "random_init.layer.block4.linear.top1": 0.6}
-    out = baseline_warnings(results)
-    assert len(out) == 1 and "per-layer linear top-1 (best stage)" in out[0]
+    results = {"layer.block1.adaptive-max.linear.top1": 0.5, "layer.block4.adaptive-max.linear.top1": 0.7,
+               "random_init.layer.block1.adaptive-max.linear.top1": 0.8,
+               "random_init.layer.block4.adaptive-max.linear.top1": 0.6,
+               "layer.block1.global-avg.linear.top1": 0.4, "random_init.layer.block1.global-avg.linear.top1": 0.3}
+    out = baseline_warnings(results)  # each pooling compared on its own
+    assert len(out) == 1 and "per-layer linear top-1, adaptive-max (best stage)" in out[0]
     assert "(0.7000 at block4) is below its random initialisation (0.8000 at block1)" in out[0]
-    results["layer.block2.linear.top1"] = 0.9
+    results["layer.block2.adaptive-max.linear.top1"] = 0.9
     assert not any("Warning" in line for line in baseline_warnings(results))
 
 

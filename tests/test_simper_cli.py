@@ -47,9 +47,13 @@ def test_simper_rotating_digits_trains_and_evaluates_the_frequency(clips_run):
         assert results[f"{prefix}regression.mae"] >= 0 and results[f"{prefix}regression.mape"] >= 0
         assert results[f"{prefix}regression.r2"] <= 1
     assert results["regression.mae"] < 1.0  # frequencies 0.5-2.5 Hz: the mean predictor's MAE is about 0.5
+    for prefix in ("", "random_init."):  # the readouts of a per-frame encoder beside its spectrum
+        assert {f"{prefix}regression.{r}.{m}" for r in ("clip", "series") for m in ("mae", "mape", "r2")} <= set(results)
+    assert not any(k.startswith("raw_pixels.regression.clip") for k in results)
     report = (clips_run / "report.md").read_text()
-    assert "## Regression probe: freq (Hz)" in report and "plots/embedding_freq.png" in report
-    assert (clips_run / "plots" / "embedding_freq.png").exists()
+    assert "## Regression probe: freq (Hz)" in report and "| pooled clip embedding | R² |" in report
+    for name in ("embedding_freq", "embedding_freq_clip", "embedding_freq_random_init", "embedding_freq_clip_random_init"):
+        assert f"plots/{name}.png" in report and (clips_run / "plots" / f"{name}.png").exists()
     config = (clips_run / "config.yaml").read_text()
     assert "label_temperature: 0.1" in config and "feature_temperature: 1.0" in config
 
@@ -91,18 +95,30 @@ def test_simclr_trains_on_clips_with_the_same_encoder(tmp_path):
     from selfsup.engine.train import train
 
     values = recipe_values("simper-rotating-digits")
-    values["method"] = {"name": "simclr", "proj_hidden_dim": 32, "proj_dim": 16}
-    cfg = build_config(values, parse_overrides([*TINY_DATA, "trainer.max_steps=2", "eval.baselines=false",
-                                                "eval.map_points=0", f"run.dir={tmp_path / 'simclr'}"]))
-    results = evaluate_run(train(resolve_config(cfg)))
-    assert {"regression.mae", "regression.r2", "linear.top1"} <= set(results)
+    for embedding in ("auto", "spectrum"):  # auto: the pooled clip embedding, the paper's SimCLR
+        values["method"] = {"name": "simclr", "proj_hidden_dim": 32, "proj_dim": 16, "embedding": embedding}
+        cfg = build_config(values, parse_overrides([*TINY_DATA, "trainer.max_steps=2", "eval.baselines=false",
+                                                    "eval.map_points=0", f"run.dir={tmp_path / embedding}"]))
+        run = train(resolve_config(cfg))
+        results = evaluate_run(run)
+        assert {"regression.mae", "regression.r2", "regression.clip.r2", "regression.series.r2", "linear.top1"} <= set(results)
+        assert f"embedding: {embedding}" in (run.dir / "config.yaml").read_text()
+
+
+def test_finetuning_for_the_frequency(clips_run):
+    results = evaluate_run(clips_run, ["eval.map_points=0"], ["finetune"])
+    for prefix in ("", "random_init."):
+        assert {f"{prefix}finetune.regression.{m}" for m in ("mae", "mape", "r2")} <= set(results)
+    assert "finetune.top1" not in results  # data with a continuous target is fine-tuned for the target
+    assert "| fine-tuned | MAE |" in (clips_run / "report.md").read_text()
 
 
 def test_per_layer_probes_regress_the_frequency_from_every_pooled_stage(clips_run):
     results = evaluate_run(clips_run, ["eval.map_points=0"], ["layers"])
-    stages = [k.split(".")[1] for k in results if k.startswith("layer.") and k.endswith(".regression.r2")]
+    stages = [k.split(".")[1] for k in results if k.startswith("layer.") and k.endswith(".global-avg.regression.r2")]
     assert stages[-1] == "series" and len(stages) >= 3
-    assert {f"random_init.layer.{s}.{m}" for s in stages for m in ("linear.top1", "regression.mae")} <= set(results)
+    assert {f"random_init.layer.{s}.{p}.{m}" for s in stages for p in ("adaptive-max", "global-avg")
+            for m in ("linear.top1", "regression.mae")} <= set(results)
     # every stage again, a second way, for the trained encoder and for its initialisation (the
     # seeded method built afresh): each map averaged over its time and space axes by hand; the
     # per-frame series [N, T] has no channel axis and is probed as it is
@@ -121,10 +137,12 @@ def test_per_layer_probes_regress_the_frequency_from_every_pooled_stage(clips_ru
         for stage in stages:
             train_x, test_x = pooled(encoder, bank, stage), pooled(encoder, test, stage)
             top1[prefix + stage] = linear_probe_accuracy(train_x, bank.labels, test_x, test.labels)
-            assert results[f"{prefix}layer.{stage}.linear.top1"] == pytest.approx(top1[prefix + stage], abs=1e-6)
+            assert results[f"{prefix}layer.{stage}.global-avg.linear.top1"] == pytest.approx(top1[prefix + stage],
+                                                                                              abs=1e-6)
             metrics, _ = regression_probe(train_x, bank.targets["freq"], test_x, test.targets["freq"])
             for k in ("mae", "mape", "r2"):
-                assert results[f"{prefix}layer.{stage}.regression.{k}"] == pytest.approx(metrics[k], rel=1e-4, abs=1e-6)
+                assert results[f"{prefix}layer.{stage}.global-avg.regression.{k}"] == pytest.approx(
+                    metrics[k], rel=1e-4, abs=1e-6)
     assert any(top1[s] != top1["random_init." + s] for s in stages)  # the two encoders' checks are distinct
     report = (clips_run / "report.md").read_text()
     assert "regression MAE" in report and "random-init R²" in report

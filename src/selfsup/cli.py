@@ -191,7 +191,8 @@ def parser() -> argparse.ArgumentParser:
                    help="more probes beside kNN and linear: mlp (eval.json mlp.top1), finetune (finetune.top1); "
                         "comma-separated or repeated")
     e.add_argument("--layers", action="store_true",
-                   help="a linear probe on every stage of the encoder (layer.<stage>.linear.top1, plots/layers.png)")
+                   help="a linear probe on every stage of the encoder, pooled by eval.layer_pooling "
+                        "(layer.<stage>.<pooling>.linear.top1, plots/layers.png)")
     e.add_argument("--label-fraction", action="extend", type=fraction_list, default=[], metavar="F[,F...]",
                    help="low-shot linear probes on these class-balanced fractions of the labels, e.g. 0.01,0.1 "
                         "(lowshot.<percent>pct.linear.top1)")

@@ -8,6 +8,7 @@ import math
 from typing import Any, Callable, Mapping
 
 from selfsup.config.loading import ConfigError
+from selfsup.config.schema import LAYER_POOLINGS
 
 Check = tuple[Callable[[Any], bool], str]  # (holds for a valid value, what a valid value is)
 
@@ -85,6 +86,9 @@ RANGES: dict[str, Check] = {  # a key set to None (where the schema allows it) m
     "eval.batch_size": at_least(1),
     "eval.map_points": at_least(0),
     "eval.online_knn_samples": at_least(0),
+    "eval.layer_pooling": (lambda v: isinstance(v, str) and bool(v) and set(v.split(",")) <= set(LAYER_POOLINGS),
+                           f"a comma-separated list of {', '.join(LAYER_POOLINGS)}"),
+    "eval.layer_features": at_least(1),
     "trainer.ckpt_every_n_steps": at_least(1),
 }
 

@@ -100,6 +100,9 @@ class OptimConfig:
     lr_scaling: str = "none"
 
 
+LAYER_POOLINGS = ("adaptive-max", "global-avg")  # eval.layer_pooling's names (selfsup.eval.layers)
+
+
 @dataclass
 class EvalConfig:
     after_train: bool = True  # every `selfsup train` ends by evaluating the run
@@ -110,6 +113,10 @@ class EvalConfig:
     baselines: bool = True  # random-init encoder and raw pixels beside the trained encoder
     map_points: int = 2000  # test points in the 2-D embedding map (0 = no map)
     online_knn_samples: int = 2000  # labelled pre-training samples in the online kNN monitor's bank (0 = off)
+    # per-layer probing (--layers), comma-separated: adaptive-max (each stage max-pooled to a grid of
+    # about layer_features features, Kolesnikov et al. 2019) and / or global-avg (C features per stage)
+    layer_pooling: str = "adaptive-max,global-avg"
+    layer_features: int = 9000  # adaptive-max: the target of C x h x w per stage (the paper's ~9,000)
 
 
 @dataclass

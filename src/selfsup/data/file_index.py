@@ -4,6 +4,9 @@ dataset that decodes them on load.
 Files are found recursively under ``data.root`` (symbolic links followed, each real folder
 once), in sorted order of their path relative to the root. Hidden files and folders (a name
 starting with ".") and files of another type (by suffix) are skipped and counted, never fatal.
+The listing is scanned in parallel and cached beside the data (``<root>/.selfsup/``), shared
+by the processes of a DDP run and listed again only where a folder changed
+(:mod:`selfsup.data.folder_scan`); no file is opened before it is loaded.
 
 Labels, the conventions of torchvision's ImageFolder and lightly:
 - the class of a file is the first folder level under the root (or under ``train/``,
@@ -27,15 +30,14 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import posixpath
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from selfsup.data.base import UNLABELLED, IndexedDataset
+from selfsup.data.folder_scan import scan
 from selfsup.data.registry import DatasetNotFound
 
 log = logging.getLogger(__name__)
@@ -115,41 +117,22 @@ class FileIndex:
     class_names: list[str] = field(default_factory=list)
 
 
-def walk(folder: Path, suffixes: set[str], root: Path, skipped: Counter) -> list[str]:
-    """Every file below ``folder`` with one of ``suffixes`` (lower case, with the dot), as a
-    path relative to ``root``; hidden entries and other files are counted in ``skipped``."""
-    found, seen = [], set()
-    for here, dirs, files in os.walk(folder, followlinks=True):
-        real = os.path.realpath(here)
-        if real in seen:  # a link back to a folder already read
-            dirs[:] = []
-            continue
-        seen.add(real)
-        skipped["hidden"] += sum(d.startswith(".") for d in dirs)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in files:
-            if name.startswith("."):
-                skipped["hidden"] += 1
-            elif os.path.splitext(name)[1].lower() in suffixes:
-                found.append(Path(here, name).relative_to(root).as_posix())
-            else:
-                skipped["other"] += 1
-    return sorted(found)
+def class_folder(path: str, depth: int) -> str | None:
+    """The folder of ``path`` at level ``depth`` (0: first level under the root), or None for a
+    file lying directly in the folder at that level."""
+    parts = path.split("/", depth + 1)
+    return parts[depth] if len(parts) > depth + 1 else None
 
 
 def folder_labels(paths: list[str], depth: int, classes: list[str]) -> list[int]:
-    """The class of each path: its folder at level ``depth`` (0: first level under the root), or
-    -1 for a file lying directly in the folder at that level."""
+    """The class id of each path by :func:`class_folder`, -1 (unlabelled) without one."""
     ids = {name: k for k, name in enumerate(classes)}
-    out = []
-    for p in paths:
-        parts = p.split("/")
-        out.append(ids[parts[depth]] if len(parts) > depth + 1 else UNLABELLED)
-    return out
+    ids[None] = UNLABELLED
+    return [ids[class_folder(p, depth)] for p in paths]
 
 
 def folder_classes(paths: list[str], depth: int) -> set[str]:
-    return {p.split("/")[depth] for p in paths if len(p.split("/")) > depth + 1}
+    return {class_folder(p, depth) for p in paths} - {None}
 
 
 def class_order(names: set[str]) -> list[str]:
@@ -210,15 +193,12 @@ def index_folder(root: Path, suffixes: set[str], labels_csv: str | None, what: s
     files in messages ("image", "video")."""
     if not root.is_dir():
         raise DatasetNotFound(f"data.root {root} is not a folder")
-    skipped: Counter = Counter()
-    train_dir = root / "train"
-    test_dir = next((root / n for n in ("test", "val") if (root / n).is_dir()), None) if train_dir.is_dir() else None
-    if train_dir.is_dir():
-        train = walk(train_dir, suffixes, root, skipped)
-        test = walk(test_dir, suffixes, root, skipped) if test_dir is not None else None
-        depth = 1
-    else:
-        train, test, depth = walk(root, suffixes, root, skipped), None, 0
+    split_folders = (root / "train").is_dir()
+    test_dir = next((n for n in ("test", "val") if (root / n).is_dir()), None) if split_folders else None
+    tops = ["train"] + ([test_dir] if test_dir else []) if split_folders else [""]
+    found = scan(root, tops, suffixes)
+    train, test, depth = found.files[0], found.files[1] if test_dir else None, int(split_folders)
+    skipped = found.skipped
     if labels_csv:
         table = read_labels_csv(Path(labels_csv).expanduser(), root, set(train) | set(test or []), what)
         classes = class_order({v for v in table.values() if v})
@@ -239,6 +219,7 @@ def index_folder(root: Path, suffixes: set[str], labels_csv: str | None, what: s
     every = index.train_labels + (index.test_labels or [])
     unlabelled = sum(label == UNLABELLED for label in every)
     log.info("%s: %d %s file(s), %d labelled in %d class(es) by %s, %d unlabelled; skipped %d hidden and %d "
-             "non-%s file(s)", root, len(every), what, len(every) - unlabelled, len(classes), source, unlabelled,
-             skipped["hidden"], skipped["other"], what)
+             "non-%s file(s); %d of %d folder(s) listed, the others from the cached index", root, len(every), what,
+             len(every) - unlabelled, len(classes), source, unlabelled, skipped["hidden"], skipped["other"], what,
+             found.listed, len(found.listings))
     return index

@@ -10,8 +10,8 @@ root), so embeddings can be written next to their file names.
 
 Size, never distorted: the short side is resized (PIL, bilinear with antialiasing) and the
 centre square cropped, to ``data.image_size`` px. Its default (None): the native size when
-every image is at most 64 px and all share one size (the short side of that size), else 224
-(lightly's convention for natural images). JPEGs are decoded at a reduced DCT scale that
+every image is at most 64 px and all share one size (the short side of that size; judged on a
+sample of large folders, below), else 224 (lightly's convention for natural images). JPEGs are decoded at a reduced DCT scale that
 stays at least that size (PIL's ``draft``), so random-resized crops come from a real image
 of at least the training resolution.
 
@@ -27,13 +27,16 @@ Modes are converted with their value range preserved:
 - an alpha channel or a transparent palette colour (``RGBA``, ``LA``, ``PA``, ``P`` with
   ``transparency``): composited on white, as the image shows on a white page.
 
-Validation stays cheap at start-up: headers (never pixels) of up to 10,000 images (a fixed
-seeded sample of larger folders) are read to find their size and mode. A file that fails
-there or later when decoded (a truncated JPEG, a PIL decompression bomb above
-``PIL.Image.MAX_IMAGE_PIXELS``) is an error naming the file and the fix, or, with
-``data.skip_bad=true``, skipped: at start-up it leaves the index; at load time (in any worker
-process) it is replaced by the next readable sample of the split, image and label, and
-named once per process in a warning.
+Validation is lazy: the folder's listing (cached, :mod:`selfsup.data.file_index`) opens no
+file, and at start-up only the headers (never pixels) of a fixed seeded sample of
+``PROBE_FILES`` = 256 images (every image of a smaller folder) are read, for the size rule and
+the channels above. So the default size is native when the sampled images are all at most
+64 px and of one size; an image outside the sample of another size is resized like any other
+(set ``data.image_size`` to decide). A file that fails in the sample or later when decoded (a
+truncated JPEG, a PIL decompression bomb above ``PIL.Image.MAX_IMAGE_PIXELS``) is an error
+naming the file and the fix, or, with ``data.skip_bad=true``, skipped: a sampled one leaves
+the index; at load time (in any worker process) it is replaced by the next readable sample of
+the split, image and label, and named once per process in a warning.
 """
 from __future__ import annotations
 
@@ -56,7 +59,7 @@ GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 BACKGROUND = (255, 255, 255, 255)  # transparent pixels are composited on white
 NATIVE_MAX, NATURAL_SIZE = 64, 224  # default data.image_size: native up to 64 px, else 224
-PROBE_FILES = 10_000  # image headers read at start-up (a seeded sample of larger folders)
+PROBE_FILES = 256  # image headers read at start-up (a seeded sample of larger folders)
 
 
 def unreadable(path: Path, err: BaseException) -> UnreadableFile:

@@ -111,8 +111,10 @@ def readable(annotation: Any) -> str:
     return text.replace("NoneType", "None")
 
 
-def resolve_config(cfg: DictConfig) -> DictConfig:
-    """The fully resolved config: method and trainer sections validated and defaults filled."""
+def resolve_config(cfg: DictConfig, new_run: bool = False) -> DictConfig:
+    """The fully resolved config: method and trainer sections validated and defaults filled.
+    ``new_run``: the config of a run about to start, where more views than the method uses are
+    refused (for an existing run folder's config, a warning)."""
     valid = valid_trainer_keys()
     for key in cfg.trainer:
         if key not in valid:
@@ -124,7 +126,21 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
     out = cfg.copy()
     out.trainer = trainer
     out.method = method_config_with_defaults(OmegaConf.to_container(cfg.method))
+    check_views(out, new_run)
     return out
+
+
+def check_views(cfg: DictConfig, new_run: bool) -> None:
+    """The view counts against the method's :class:`selfsup.methods.base.ViewRequirement`: too
+    few is a ConfigError; too many one for a new run, a warning for an existing one."""
+    need = METHODS.get(cfg.method.name).view_requirement
+    problem = need and need.problem(cfg.method.name, {k: OmegaConf.select(cfg, k) for k in need.keys})
+    if not problem:
+        return
+    too_few, what, fix = problem
+    if too_few or new_run:
+        raise ConfigError(f"{what}: {fix}")
+    log.warning("%s; a new run should %s", what, fix)
 
 
 def method_fields(name: str) -> set[str]:
@@ -155,7 +171,7 @@ def compose_config(recipe: str | None = None, overrides: Sequence[str] = ()) -> 
     """The resolved config of ``selfsup train [RECIPE] [key=value ...]``."""
     given = parse_overrides(overrides)
     values = switch_method(recipe_values(recipe or DEFAULT_RECIPE), given)
-    cfg = resolve_config(build_config(values, given))
+    cfg = resolve_config(build_config(values, given), new_run=True)
     if cfg.data.name in USER_DATA and not LENGTH_KEYS & set(flat_keys(given)) and cfg.trainer.min_train_steps is None:
         cfg.trainer.min_train_steps = USER_DATA_MIN_STEPS
     return cfg

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from selfsup.data.base import DataSplits, IndexedDataset
-from selfsup.eval.features import extract_features, raw_pixels
+from selfsup.eval.features import autocast_dtype, extract_features, raw_pixels
 from selfsup.models.encoders import Encoder
 
 
@@ -46,15 +46,25 @@ class EvalContext:
     method: Optional[nn.Module] = None  # the trained method, all its modules (e.g. ContextSSL's transformer)
     _cache: dict = field(default_factory=dict)
 
+    @property
+    def autocast(self) -> Optional[torch.dtype]:
+        """The dtype encoders extract features in: the run's resolved training precision
+        (bf16-mixed on a CPU or GPU with bf16, float16 only on a GPU), else None (float32). Probes
+        fit on the float32 copy of the features."""
+        dtype = autocast_dtype(self.cfg.trainer.get("precision"))
+        return None if dtype == torch.float16 and self.device.type != "cuda" else dtype
+
     def features(self, name: str) -> FeatureSet:
-        """Features of ``name``: an encoder's name or "raw_pixels"; computed once."""
+        """Features of ``name``: an encoder's name or "raw_pixels"; computed once, under
+        :attr:`autocast`."""
         if name not in self._cache:
             batch = int(self.cfg.eval.batch_size)
             if name == "raw_pixels":
                 (a, ay), (b, by) = raw_pixels(self.bank, batch), raw_pixels(self.test, batch)
             else:
                 encoder = self.encoders[name]
-                (a, ay), (b, by) = (extract_features(encoder, d, batch, self.device) for d in (self.bank, self.test))
+                (a, ay), (b, by) = (extract_features(encoder, d, batch, self.device, self.autocast)
+                                        for d in (self.bank, self.test))
             self._cache[name] = FeatureSet(a, ay, b, by)
         return self._cache[name]
 

@@ -12,9 +12,21 @@ rotcolor-mnist (each held-out object's K recorded views):
 - ``ctx<c>.<env>.mrr``, ``.hit1``, ``.hit5``: for each object and view j, the query
   [f(view 0) || a_{0->j} masked by env] ranks the object's K views (each encoded as a query
   with action 0) by cosine similarity; the rank of view j (chance: MRR = H_K / K, Hit@k = k / K);
-- ``ctx<c>.<env>.linear.top1``: a linear probe of the digit class on r of two views per object.
+- ``ctx<c>.<env>.linear.top1``: a linear probe of the digit class on r of two views per object;
+- ``ctx<c>.<env>.mrr_query_<q>``: the MRR split into the context's action and the query's
+  (cross-environment MRR): the context's actions masked by ``env``, the query's by ``q``. A model
+  whose retrieval comes from the query's own action alone gives one ``mrr_query_<q>`` for every
+  context environment.
 adult (each held-out row):
 - ``ctx<c>.<env>.linear.top1`` (income) and ``ctx<c>.<env>.sex.top1`` (the sensitive attribute).
+
+Both worlds, the sensitivity to the context (normalised outputs, mean L2 distance over held-out
+queries with zero action): ``sensitivity.ctx<c>.env_swap``, the change when the same context
+pairs are shown under another environment (mean over pairs of environments), and
+``sensitivity.ctx<c>.pair_swap``, the change when other context pairs are shown under the same
+environment (mean over environments). A model that ignores the context's actions gives env_swap
+0; one that reads the environment from them moves more under an environment swap than under a
+pair swap.
 
 Baselines on the encoder's features f with no context (``features.*``): the same R^2 probes on
 [f(x) || f(x+)], the class and attribute probes on f; ``random_init.features.*`` the same for the
@@ -65,20 +77,55 @@ def features_of(encoder, inputs: torch.Tensor, ctx: EvalContext) -> torch.Tensor
 
 
 def context_representation(transformer: ContextTransformer, factors: ActionFactors, cache: ContextCache,
-                           env: str) -> Represent:
+                           env: str, mask_prob: float = 0.0, seed: int = 0) -> Represent:
     """Queries [f || action masked by env] read after the cached context, normalised. Identical
     queries (e.g. one view under every action when env withholds them all) are read once, so they
-    get bit-identical representations wherever they sit in the batch."""
+    get bit-identical representations wherever they sit in the batch. ``mask_prob`` > 0: the
+    training's visibility (:meth:`ContextTransformer.query`), drawn afresh from ``seed`` on each call."""
     device = next(transformer.parameters()).device
 
     @torch.no_grad()
     def represent(features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         tokens, where = torch.unique(torch.cat([features, factors.mask(actions, env)], dim=1), dim=0,
                                      return_inverse=True)
-        out = [transformer.query(chunk.to(device), cache) for chunk in tokens.split(QUERY_CHUNK)]
+        g = torch.Generator(device).manual_seed(seed) if mask_prob > 0 else None
+        out = [transformer.query(chunk.to(device), cache, mask_prob, g) for chunk in tokens.split(QUERY_CHUNK)]
         return F.normalize(torch.cat(out), dim=1).cpu()[where]
 
     return represent
+
+
+@dataclass
+class ContextPairs:
+    """The pairs a context is cut from: states z, z+ [P, F] and actions [P, A]."""
+
+    z: torch.Tensor
+    z_next: torch.Tensor
+    actions: torch.Tensor
+
+    def cache(self, transformer: ContextTransformer, factors: ActionFactors, env: str, length: int) -> ContextCache:
+        return build_cache(transformer, factors, self.z, self.z_next, self.actions, env, length)
+
+
+def context_sensitivity(transformer: ContextTransformer, factors: ActionFactors, envs: list[str],
+                        queries: torch.Tensor, first: ContextPairs, second: ContextPairs,
+                        length: int) -> dict[str, float]:
+    """``env_swap`` and ``pair_swap`` at one context length (see the module's docstring):
+    mean ||r - r'|| over the zero-action ``queries`` [Q, F]."""
+    zeros = queries.new_zeros(len(queries), factors.dim)
+
+    def outputs(pairs: ContextPairs, env: str) -> torch.Tensor:
+        return context_representation(transformer, factors, pairs.cache(transformer, factors, env, length),
+                                      env)(queries, zeros)
+
+    def distance(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float((a.double() - b.double()).norm(dim=1).mean())
+
+    by_env = {env: outputs(first, env) for env in envs}
+    env_pairs = [(a, b) for i, a in enumerate(envs) for b in envs[i + 1:]]
+    env_swap = sum(distance(by_env[a], by_env[b]) for a, b in env_pairs) / max(len(env_pairs), 1)
+    pair_swap = sum(distance(by_env[env], outputs(second, env)) for env in envs) / len(envs)
+    return {"env_swap": env_swap, "pair_swap": pair_swap}
 
 
 def features_only(features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -86,13 +133,15 @@ def features_only(features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor
 
 
 def build_cache(transformer: ContextTransformer, factors: ActionFactors, z: torch.Tensor, z_next: torch.Tensor,
-                actions: torch.Tensor, env: str, length: int) -> ContextCache:
-    """The cache of the first length/2 context pairs, actions masked by env, pair mask only."""
+                actions: torch.Tensor, env: str, length: int, mask_prob: float = 0.0, seed: int = 0) -> ContextCache:
+    """The cache of the first length/2 context pairs, actions masked by env, under the pair mask
+    (and with ``mask_prob`` > 0 the training's random context mask, drawn from ``seed``)."""
     device = next(transformer.parameters()).device
     pairs = length // 2
     tokens = interleave_pairs(z[:pairs], z_next[:pairs], factors.mask(actions[:pairs], env))
+    g = torch.Generator(device).manual_seed(seed) if mask_prob > 0 else None
     with torch.no_grad():
-        return transformer.build_cache(tokens.to(device))
+        return transformer.build_cache(tokens.to(device), mask_prob, g)
 
 
 # -- rotcolor-mnist -----------------------------------------------------------------------------
@@ -127,8 +176,19 @@ class RecordedObjects:
         return relative_action({n: v[obj, i] for n, v in p.items()}, {n: v[obj, j] for n, v in p.items()})
 
 
+def retrieval_scores(queries: torch.Tensor, candidates: torch.Tensor, j: torch.Tensor) -> dict[str, float]:
+    """MRR / Hit@k of each object's view j among its candidates: queries [n, K, d], candidates [n, K, d]."""
+    # float64: near-collinear candidates would tie at float32 resolution, and ties count against the truth
+    scores = torch.einsum("nqd,ncd->nqc", queries.double(), candidates.double())
+    return mrr_and_hits(true_ranks(scores.flatten(0, 1), j))
+
+
 def rotcolor_metrics(represent: Represent, bank: RecordedObjects, test: RecordedObjects, factors: ActionFactors,
-                     seed: int, retrieval: bool) -> dict[str, float]:
+                     seed: int, retrieval: bool, query_represent: dict[str, Represent] | None = None
+                     ) -> dict[str, float]:
+    """The metrics of one context and environment; ``query_represent``: query environment ->
+    the representation under the same context with the query's action masked by that
+    environment, for ``mrr_query_<env>``."""
     def reps(objects: RecordedObjects) -> torch.Tensor:
         n, k, f = objects.features.shape
         flat = objects.features.flatten(0, 1)
@@ -154,10 +214,11 @@ def rotcolor_metrics(represent: Represent, bank: RecordedObjects, test: Recorded
         n, views = test.features.shape[:2]
         obj = torch.arange(n).repeat_interleave(views)
         j = torch.arange(views).repeat(n)
-        queries = represent(test.features[obj, 0], test.action(obj, torch.zeros_like(j), j)).view(n, views, -1)
-        # float64: near-collinear candidates would tie at float32 resolution, and ties count against the truth
-        scores = torch.einsum("nqd,ncd->nqc", queries.double(), r_test.double())
-        out.update(mrr_and_hits(true_ranks(scores.flatten(0, 1), j)))
+        sources, actions = test.features[obj, 0], test.action(obj, torch.zeros_like(j), j)
+        out.update(retrieval_scores(represent(sources, actions).view(n, views, -1), r_test, j))
+        for env, query in (query_represent or {}).items():
+            queries = query(sources, actions).view(n, views, -1)
+            out[f"mrr_query_{env}"] = retrieval_scores(queries, r_test, j)["mrr"]
     return out
 
 
@@ -178,17 +239,26 @@ def rotcolor_evaluation(ctx: EvalContext, world: RotColorWorld, transformer: Con
     results.update(prefixed("features.", features_metrics(bank, test)))
     if transformer is None:
         return results
-    obj, i, j = bank.pairs(1, seed + 2)
-    order = torch.randperm(len(obj), generator=torch.Generator().manual_seed(seed + 3))
-    obj, i, j = obj[order], i[order], j[order]
-    z, z_next, actions = bank.features[obj, i], bank.features[obj, j], bank.action(obj, i, j)
+    first, second = (context_pairs(bank, seed + s) for s in (2, 5))
+    envs = list(world.eval_envs)
     for c in contexts:
-        for env in world.eval_envs:
-            cache = build_cache(transformer, world.factors, z, z_next, actions, env, c)
-            metrics = rotcolor_metrics(context_representation(transformer, world.factors, cache, env), bank, test,
-                                       world.factors, seed, retrieval=True)
+        for env in envs:
+            cache = first.cache(transformer, world.factors, env, c)
+            split = {q: context_representation(transformer, world.factors, cache, q) for q in envs}
+            metrics = rotcolor_metrics(split[env], bank, test, world.factors, seed, retrieval=True,
+                                       query_represent=split)
             results.update({f"ctx{c}.{env}.{k}": v for k, v in metrics.items()})
+        sensitivity = context_sensitivity(transformer, world.factors, envs, test.features[:, 0], first, second, c)
+        results.update({f"sensitivity.ctx{c}.{k}": v for k, v in sensitivity.items()})
     return results
+
+
+def context_pairs(bank: RecordedObjects, seed: int) -> ContextPairs:
+    """One seeded pair of views per bank object, in a seeded order: the pairs contexts are cut from."""
+    obj, i, j = bank.pairs(1, seed)
+    order = torch.randperm(len(obj), generator=torch.Generator().manual_seed(seed + 1))
+    obj, i, j = obj[order], i[order], j[order]
+    return ContextPairs(bank.features[obj, i], bank.features[obj, j], bank.action(obj, i, j))
 
 
 # -- adult (a sensitive attribute) ----------------------------------------------------------------
@@ -217,16 +287,22 @@ def sensitive_evaluation(ctx: EvalContext, world, transformer: ContextTransforme
     if transformer is None:
         return results
     count = min(len(x_bank), max(contexts) // 2)
-    pick = torch.randperm(len(x_bank), generator=torch.Generator().manual_seed(seed + 3))[:count]
-    pairs = world.pairs(x_bank[pick], torch.Generator().manual_seed(seed + 4))
-    z, z_next = features_of(encoder, pairs.first, ctx), features_of(encoder, pairs.second, ctx)
+
+    def draw(s: int) -> ContextPairs:
+        pick = torch.randperm(len(x_bank), generator=torch.Generator().manual_seed(s))[:count]
+        pairs = world.pairs(x_bank[pick], torch.Generator().manual_seed(s + 1))
+        return ContextPairs(features_of(encoder, pairs.first, ctx), features_of(encoder, pairs.second, ctx), pairs.action)
+
+    first, second = draw(seed + 3), draw(seed + 5)
+    envs = list(world.eval_envs)
     for c in contexts:
-        for env in world.eval_envs:
-            cache = build_cache(transformer, world.factors, z, z_next, pairs.action, env, c)
-            represent = context_representation(transformer, world.factors, cache, env)
+        for env in envs:
+            represent = context_representation(transformer, world.factors, first.cache(transformer, world.factors, env, c), env)
             zeros = f_bank.new_zeros(1, world.factors.dim)
             metrics = probes(represent(f_bank, zeros.expand(len(f_bank), -1)), represent(f_test, zeros.expand(len(f_test), -1)))
             results.update({f"ctx{c}.{env}.{k}": v for k, v in metrics.items()})
+        sensitivity = context_sensitivity(transformer, world.factors, envs, f_test, first, second, c)
+        results.update({f"sensitivity.ctx{c}.{k}": v for k, v in sensitivity.items()})
     return results
 
 
@@ -277,7 +353,23 @@ def context_curves(ctx: EvalContext, results: dict) -> str:
             lines.append(f"| {metric} | {env} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in cells) + " |")
     if chance:
         lines += ["", "Chance with " + f"{views} candidates: " + ", ".join(f"{k} {v:.3f}" for k, v in chance.items())]
-    return "\n".join(lines)
+    return "\n".join(lines + sensitivity_table(results, lengths))
+
+
+def sensitivity_table(results: dict, lengths: list[int]) -> list[str]:
+    """report.md lines: the output change under an environment swap and under a pair swap."""
+    rows = [c for c in lengths if f"sensitivity.ctx{c}.env_swap" in results]
+    if not rows:
+        return []
+    lines = ["", "### Sensitivity to the context", "",
+             "Mean L2 distance of the normalised query outputs when the same context pairs are shown under another "
+             "environment (env swap) and when other pairs are shown under the same environment (pair swap). "
+             "A model that reads the environment from the context moves more under an env swap.", "",
+             "| context | env swap | pair swap |", "|---|---|---|"]
+    for c in rows:
+        lines.append(f"| {c} | {results[f'sensitivity.ctx{c}.env_swap']:.4f} | "
+                     f"{results[f'sensitivity.ctx{c}.pair_swap']:.4f} |")
+    return lines
 
 
 EQUIVARIANCE = Evaluation(equivariance)

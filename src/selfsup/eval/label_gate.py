@@ -7,8 +7,9 @@ from typing import Optional
 import torch
 
 # evaluations that fit or score a classifier on class labels and nothing else (eval.registry names);
-# ``layers`` skips its linear probe itself (skipped.layers.linear) and keeps its per-layer regression
-NEEDS_CLASS_LABELS = frozenset({"knn", "linear", "mlp", "finetune", "lowshot"})
+# ``layers`` skips its linear probe itself (skipped.layers.linear) and keeps its per-layer regression;
+# ``finetune`` fine-tunes for a continuous target where there is one and skips itself otherwise
+NEEDS_CLASS_LABELS = frozenset({"knn", "linear", "mlp", "lowshot"})
 
 
 def labelled_classes(labels: torch.Tensor) -> int:

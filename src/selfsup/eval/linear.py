@@ -22,7 +22,10 @@ L-BFGS logistic regression with the L2 strength chosen on a held-out part of the
 then refitted on all of it, SimCLR's transfer evaluation follows; they search 45 log-spaced
 values, we search the 6 decades of ``DEFAULT_L2_GRID``): a seeded, class-stratified ``val_fraction`` of
 the labelled bank is held out; every lambda of ``l2_grid`` is fitted on the rest, strongest
-first, each warm-started from the previous solution; the lambda with the best validation
+first, each warm-started from the previous solution, until ``PATIENCE`` consecutive lambdas
+score below the best so far (the weakest, costliest fits are skipped once validation accuracy
+has turned down: on raw Fashion-MNIST pixels it peaks at 1e-3, 0.856, then 0.848 / 0.842 at
+1e-4 / 1e-5, which saves the 1e-6 fit); the lambda with the best validation
 accuracy (ties: the stronger) is refitted on the whole labelled bank, warm-started from its grid
 fit, and scored on the test set. The test set plays no part in the choice. The standardisation
 uses the labelled bank's mean and standard deviation (no labels), shared by the grid and the
@@ -52,6 +55,7 @@ DEFAULT_VAL_FRACTION = 0.2
 HISTORY = 100  # L-BFGS memory (torch's default; 20 took 1.7-1.9x the iterations on raw pixels)
 TOL = 1e-4  # converged: every component of dJ/d(W, b) within TOL (scikit-learn's default tol, same J)
 STALL = 0.01  # stop when J changes by less than STALL * the dtype's epsilon
+PATIENCE = 2  # the grid walk stops after this many consecutive lambdas below the best validation accuracy
 
 
 @dataclass(frozen=True)
@@ -152,11 +156,15 @@ def linear_probe(
     if len(grid) > 1:
         fit_rows, val_rows = (i.to(device) for i in split_off(y.cpu(), val_fraction, seed))
         (fit_x, fit_y), (val_x, val_y) = (x[fit_rows], y[fit_rows]), (x[val_rows], y[val_rows])
+        worse = 0
         for l2 in grid:
             start = fit_logistic(fit_x, fit_y, len(classes), l2, start, max_iter, tol)
             val_accuracy[l2] = _accuracy(start, val_x, val_y)
             if chosen is None or val_accuracy[l2] > val_accuracy[chosen[0]]:
                 chosen = (l2, start)
+            worse = worse + 1 if val_accuracy[l2] < val_accuracy[chosen[0]] else 0
+            if worse == PATIENCE:
+                break
     l2, start = chosen if chosen is not None else (grid[0], None)
     final = fit_logistic(x, y, len(classes), l2, start, max_iter, tol)
     test = ((test_x.to(device, dtype).flatten(1) - mean) / std)

@@ -102,12 +102,14 @@ def embedding_map(features: torch.Tensor, labels: Optional[torch.Tensor], names:
     return save_figure(fig, path)
 
 
-def layer_curves(curves: dict[str, dict[str, float]], title: str, path: Path) -> Path:
-    """Linear-probe accuracy against depth, one line per subject ({label: {stage: top-1}})."""
+def layer_curves(curves: dict[str, dict[str, float]], title: str, path: Path,
+                 styles: dict[str, dict] | None = None) -> Path:
+    """Linear-probe accuracy against depth, one line per subject ({label: {stage: top-1}});
+    ``styles``: matplotlib line settings by label (e.g. a colour per encoder, a dash per pooling)."""
     fig = new_figure(5, 3.2)
     ax = fig.subplots()
     for label, accuracy in curves.items():
-        ax.plot(range(len(accuracy)), list(accuracy.values()), marker="o", label=label)
+        ax.plot(range(len(accuracy)), list(accuracy.values()), marker="o", label=label, **(styles or {}).get(label, {}))
     stages = list(next(iter(curves.values())))
     ax.set_xticks(range(len(stages)), stages)
     ax.set_xlabel("stage (input -> output)")

@@ -31,8 +31,10 @@ PROBES = [
     (r"lowshot\.(?P<pct>[0-9.]+)pct\.linear\.top1", "{pct} % low-shot linear top-1", True),
     (r"regression\.r2", "regression R²", True),
     (r"regression\.mae", "regression MAE", False),
-    (r"layer\.(?P<stage>[^.]+)\.linear\.top1", "per-layer linear top-1 (best stage)", True),
-    (r"layer\.(?P<stage>[^.]+)\.regression\.r2", "per-layer regression R² (best stage)", True),
+    (r"layer\.(?P<stage>[^.]+)\.(?P<pooling>[^.]+)\.linear\.top1", "per-layer linear top-1, {pooling} (best stage)",
+     True),
+    (r"layer\.(?P<stage>[^.]+)\.(?P<pooling>[^.]+)\.regression\.r2", "per-layer regression R², {pooling} (best stage)",
+     True),
 ]
 BASELINES = [("random_init.", "its random initialisation", "training did not help this probe"),
              ("raw_pixels.", "raw pixels", "the encoder adds nothing over its input on this probe")]

@@ -48,6 +48,37 @@ class Params:
     """Hyper-parameters every method has (subclasses add their own)."""
 
 
+@dataclass(frozen=True)
+class ViewRequirement:
+    """How many views a method's loss takes, in config keys: the sum of ``keys`` (integer keys of
+    the resolved config, e.g. ``augment.num_views``) must be at least ``minimum`` and, where
+    ``maximum`` is set, at most ``maximum`` (views past it are made and never used). ``reason``
+    is why, for the message. Checked when a config is resolved, before anything is written
+    (:func:`selfsup.engine.configure.resolve_config`)."""
+
+    keys: tuple[str, ...]
+    minimum: int
+    maximum: int | None = None
+    reason: str = ""
+
+    def problem(self, method: str, values: Mapping[str, int]) -> tuple[bool, str, str] | None:
+        """(too few, what is wrong, the fix) for ``values`` of ``keys`` outside the requirement,
+        else None. The fix moves the last key by the difference."""
+        count = sum(values[k] for k in self.keys)
+        if count < self.minimum:
+            target, what = self.minimum, f"too few for method.name={method}; it needs >= {self.minimum}"
+        elif self.maximum is not None and count > self.maximum:
+            target, what = self.maximum, f"more than method.name={method} uses; it takes <= {self.maximum}"
+        else:
+            return None
+        several = len(self.keys) > 1
+        given = " + ".join(str(values[k]) for k in self.keys) + (f" = {count}" if several else "")
+        keys = f"config key{'s' if several else ''} " + " + ".join(map(repr, self.keys))
+        last = self.keys[-1]
+        return count < self.minimum, f"{keys}: {given} is {what} ({self.reason})", \
+            f"set {last}={values[last] + target - count}"
+
+
 class Method(nn.Module):
     """Base of every method. Subclasses set ``Params`` and implement ``make_views`` and ``loss``.
 
@@ -65,6 +96,8 @@ class Method(nn.Module):
     # whether the BatchNorm statistics of the heads carry the training signal, so that under DDP they
     # should be those of the global batch (model.sync_batchnorm's default)
     global_batchnorm: ClassVar[bool] = False
+    # how many views the loss takes, checked before anything runs (None: the method makes its own)
+    view_requirement: ClassVar[ViewRequirement | None] = None
 
     def __init__(self, params: Params, encoder: Encoder, ctx: MethodContext):
         super().__init__()

@@ -17,6 +17,7 @@ reaches the gradient but not the reported loss.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -32,11 +33,15 @@ from selfsup.models import Encoder
 from selfsup.models.context_transformer import (
     AuxiliaryPredictor,
     ContextTransformer,
+    blind_fraction,
+    expected_visible_pairs,
     interleave_pairs,
     pack_sequences,
     unpack_sequences,
 )
 from selfsup.data.actions import draw_environment
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,7 +53,10 @@ class ContextSSLParams(Params):
     depth: int = 3
     heads: int = 4
     block_size: int = 128  # tokens per sequence: block_size / 2 pairs
-    mask_prob: float = 0.9  # random context mask: each query drops each context pair with this probability
+    # random context mask: each token drops each earlier context pair with this probability, per layer;
+    # a token then sees (1 - mask_prob) x (block_size/2 - 1) / 2 pairs on average (the paper's 0.9 with
+    # block 128: 3.15; 0.9 with block 32: 0.75, too few: a warning below 1)
+    mask_prob: float = 0.9
     aux_hidden_dim: int = 1024
     # environment -> weight; None: the dataset's default (rotcolor-mnist: rot .5, color .5 as the
     # paper; adult: sex .5, none .5)
@@ -56,6 +64,20 @@ class ContextSSLParams(Params):
     corruption_rate: float = 0.6  # adult: SCARF's fraction of corrupted fields
     flip_prob: float = 0.5  # adult: probability that a pair's second view has the other sex
     eval_contexts: List[int] = field(default_factory=lambda: [0, 2, 6, 14, 30, 126])
+
+
+MIN_VISIBLE_PAIRS = 1.0
+
+
+def warn_if_little_context(mask_prob: float, block_size: int) -> None:
+    """One warning line when the training mask leaves a token less than one context pair on
+    average (:func:`expected_visible_pairs`): the model then learns to ignore the context."""
+    visible = expected_visible_pairs(mask_prob, block_size)
+    if visible < MIN_VISIBLE_PAIRS:
+        log.warning("method.mask_prob=%g with method.block_size=%d leaves a token %.2f visible context pairs on "
+                    "average (%.0f %% see none): the model learns to ignore the context; the paper pairs "
+                    "mask_prob 0.9 with block_size 128 (%.2f pairs)", mask_prob, block_size, visible,
+                    100 * blind_fraction(mask_prob, block_size), expected_visible_pairs(0.9, 128))
 
 
 class ContextSSL(Method):
@@ -74,6 +96,7 @@ class ContextSSL(Method):
         if bad:
             raise ValueError(f"method.eval_contexts {bad}: each must be an even number of tokens (whole pairs) "
                              f"with room for the query in method.block_size={params.block_size}")
+        warn_if_little_context(params.mask_prob, params.block_size)
         dim, actions = encoder.feature_dim, self.world.factors.dim
         self.transformer = ContextTransformer(dim, actions, dim, params.width, params.depth, params.heads,
                                               params.block_size, params.mask_prob)
@@ -138,6 +161,7 @@ class PairSimCLR(SimCLR):
     2024, Fig. 3). Same encoder, projection head and NT-Xent as ``simclr``."""
 
     evaluations = ("equivariance",)
+    view_requirement = None  # the dataset's pairs are its views: augment.num_views is not used
 
     def build_views(self, ctx: MethodContext) -> nn.Module:
         return PairViews(world_for(ctx.info))

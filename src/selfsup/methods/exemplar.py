@@ -12,7 +12,7 @@ from selfsup.augment.exemplar import ExemplarViews
 from selfsup.core.distributed import rank
 from selfsup.losses import triplet_loss
 from selfsup.losses.triplet import MINING
-from selfsup.methods.base import Method, MethodContext, Params
+from selfsup.methods.base import Method, MethodContext, Params, ViewRequirement
 from selfsup.models import Encoder, MLPHead
 
 
@@ -32,6 +32,8 @@ class Exemplar(Method):
     mining over the squared Euclidean distances, negatives gathered from every process."""
 
     Params = ExemplarParams
+    view_requirement = ViewRequirement(("augment.num_views",), 2, reason="each image is a class of its views: the "
+                                       "triplet loss needs two views of an image as a positive pair")
 
     def __init__(self, params: ExemplarParams, encoder: Encoder, ctx: MethodContext):
         super().__init__(params, encoder, ctx)

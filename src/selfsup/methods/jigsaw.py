@@ -11,7 +11,7 @@ from selfsup.augment.patches import jigsaw_tiles
 from selfsup.core.patches import noroozi_grid
 from selfsup.augment.permutations import max_hamming_permutations
 from selfsup.methods.base import Method, MethodContext, Params, ViewColumn
-from selfsup.methods.pretext import classification, grid_for, pretext_head
+from selfsup.methods.pretext import classification, eval_grid, grid_for, pretext_head
 from selfsup.models import Encoder, PatchGridEncoder
 
 
@@ -26,6 +26,9 @@ class JigsawParams(Params):
     jitter: Optional[int] = None
     grayscale_prob: float = 0.3  # colour images: the paper's defence against chromatic aberration
     head_hidden_dim: int = 512  # the paper's fc7 has 4096 units
+    # evaluation's patches: central (a gapless 3x3 tiling of the central crop, Kolesnikov et al. 2019)
+    # or training (the training grid without jitter, its gaps kept)
+    eval_tiling: str = "central"
 
 
 class Jigsaw(Method):
@@ -33,13 +36,14 @@ class Jigsaw(Method):
     per image from a fixed set; a shared encoder per tile, the 9 feature vectors concatenated
     in that order feed a classifier of the permutation's index. The set is chosen greedily for
     maximal Hamming distance, seeded, and kept as the buffer ``permutations`` (in every
-    checkpoint). Evaluation represents an image by the mean feature of its 9 tiles."""
+    checkpoint). Evaluation represents an image by the mean feature of 9 tiles:
+    by default a gapless 3x3 tiling of the central crop (``method.eval_tiling``)."""
 
     Params = JigsawParams
 
     def __init__(self, params: JigsawParams, encoder: Encoder, ctx: MethodContext):
         grid = grid_for(ctx.spec, noroozi_grid, params.patch_size, params.gap, params.jitter)
-        super().__init__(params, PatchGridEncoder(encoder, grid), ctx)
+        super().__init__(params, PatchGridEncoder(encoder, eval_grid(ctx.spec, grid, params.eval_tiling)), ctx)
         self.grid = grid
         self.register_buffer("permutations", max_hamming_permutations(
             params.num_permutations, params.permutation_seed, params.permutation_criterion))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from selfsup.augment import MultiCropViews
-from selfsup.methods.base import Method, MethodContext, Params
+from selfsup.methods.base import Method, MethodContext, Params, ViewRequirement
 from selfsup.models import Encoder
 
 
@@ -13,6 +13,10 @@ class MultiCropMethod(Method):
     """Views: :class:`selfsup.augment.MultiCropViews` of ``augment.*`` (``num_global_crops``
     global crops first, then ``num_local_crops`` local ones). Subclasses encode them with
     :meth:`encode_crops`."""
+
+    view_requirement = ViewRequirement(("augment.num_global_crops", "augment.num_local_crops"), 2, reason=(
+        "every crop is matched to the global crops' targets, a crop never to itself: one global crop and "
+        "local crops is enough"))
 
     def __init__(self, params: Params, encoder: Encoder, ctx: MethodContext):
         super().__init__(params, encoder, ctx)

@@ -1,6 +1,6 @@
 """What the classic pretext methods share: a pretext classifier with its loss and accuracy,
-and, for the patch tasks (relative patch position, jigsaw), their grid (their whole-image
-encoder is :class:`selfsup.models.patch_grid.PatchGridEncoder`)."""
+and, for the patch tasks (relative patch position, jigsaw), their training grid and their
+evaluation tiling (their whole-image encoder is :class:`selfsup.models.patch_grid.PatchGridEncoder`)."""
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -8,7 +8,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from selfsup.core.patches import PatchGrid
+from selfsup.core.patches import PatchGrid, central_tiling
 from selfsup.models.encoders import InputSpec
 from selfsup.models.heads import MLPHead
 
@@ -42,3 +42,17 @@ def grid_for(spec: InputSpec, default: Callable[[int], PatchGrid], patch_size: O
     )
     grid.check_fits(height, width)
     return grid
+
+
+EVAL_TILINGS = ("central", "training")  # method.eval_tiling of the patch tasks
+
+
+def eval_grid(spec: InputSpec, training: PatchGrid, tiling: str) -> PatchGrid:
+    """The patches a whole image is represented by in evaluation (``method.eval_tiling``):
+    ``central``, a gapless 3x3 tiling of the central crop (:func:`central_tiling`, Kolesnikov et
+    al. 2019); ``training``, the training grid, its gaps kept (the encoder drops its jitter)."""
+    if tiling == "central":
+        return central_tiling(*spec.input_shape[-2:])
+    if tiling == "training":
+        return training
+    raise ValueError(f"method.eval_tiling={tiling!r}; valid: {', '.join(EVAL_TILINGS)}")

@@ -10,7 +10,7 @@ import torch
 from selfsup.augment.patches import relative_patch_pairs
 from selfsup.core.patches import NEIGHBOUR_OFFSETS, doersch_grid
 from selfsup.methods.base import Method, MethodContext, Params, ViewColumn
-from selfsup.methods.pretext import classification, grid_for, pretext_head
+from selfsup.methods.pretext import classification, eval_grid, grid_for, pretext_head
 from selfsup.models import Encoder, PatchGridEncoder
 
 
@@ -23,19 +23,23 @@ class RelativePatchParams(Params):
     pairs_per_image: int = 1  # 1: one random neighbour (Doersch); 8: all of them (Kolesnikov et al.)
     drop_colour: bool = True  # colour images: keep one channel per patch (the chromatic-aberration defence)
     head_hidden_dim: int = 512  # the paper's fc7 has 4096 units
+    # evaluation's patches: central (a gapless 3x3 tiling of the central crop, Kolesnikov et al. 2019)
+    # or training (the training grid without jitter, its gaps kept)
+    eval_tiling: str = "central"
 
 
 class RelativePatch(Method):
     """The centre patch of a 3x3 grid and one of its 8 neighbours, each jittered and
     standardised, through a shared (siamese) encoder; the two feature vectors concatenated feed
     an 8-way classifier of the neighbour's position. Evaluation represents an image by the mean
-    feature of its 9 grid patches (:class:`PatchGridEncoder`)."""
+    feature of 9 patches (:class:`PatchGridEncoder`): by default a gapless 3x3 tiling of the
+    central crop (``method.eval_tiling``), not the training grid."""
 
     Params = RelativePatchParams
 
     def __init__(self, params: RelativePatchParams, encoder: Encoder, ctx: MethodContext):
         grid = grid_for(ctx.spec, doersch_grid, params.patch_size, params.gap, params.jitter)
-        super().__init__(params, PatchGridEncoder(encoder, grid), ctx)
+        super().__init__(params, PatchGridEncoder(encoder, eval_grid(ctx.spec, grid, params.eval_tiling)), ctx)
         if not 1 <= params.pairs_per_image <= len(NEIGHBOUR_OFFSETS):
             raise ValueError(f"method.pairs_per_image must be in 1..8, got {params.pairs_per_image}")
         self.grid = grid

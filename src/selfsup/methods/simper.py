@@ -22,7 +22,7 @@ import torch
 from selfsup.augment.temporal import InvariantAugment, PeriodicViews
 from selfsup.losses.periodic import SIMILARITIES
 from selfsup.losses.simper import LABEL_DISTANCES, simper_loss
-from selfsup.methods.base import Method, MethodContext, Params
+from selfsup.methods.base import Method, MethodContext, Params, ViewRequirement
 from selfsup.models import Encoder
 from selfsup.models.temporal import SeriesEncoder, spectral_feature
 
@@ -52,6 +52,8 @@ class SimPer(Method):
     value per frame (``simper-featurizer``, ``signal-conv1d``)."""
 
     Params = SimPerParams
+    view_requirement = ViewRequirement(("method.num_speeds",), 2, reason="the loss contrasts views of other speeds "
+                                       "within a clip; with one speed it is 0 and nothing is learnt")
 
     def __init__(self, params: SimPerParams, encoder: Encoder, ctx: MethodContext):
         super().__init__(params, encoder, ctx)

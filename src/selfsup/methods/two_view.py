@@ -6,7 +6,7 @@ import torch
 
 from selfsup.augment import SimCLRViews
 from selfsup.augment.temporal import TemporalPairViews
-from selfsup.methods.base import Method, MethodContext, Params
+from selfsup.methods.base import Method, MethodContext, Params, ViewRequirement
 from selfsup.models import Encoder
 
 
@@ -16,6 +16,8 @@ class TwoViewMethod(Method):
     and use :meth:`encode_pair`."""
 
     projector: torch.nn.Module
+    view_requirement = ViewRequirement(("augment.num_views",), 2, 2, "its loss compares two views of every sample "
+                                       "and ignores any more")
 
     def __init__(self, params: Params, encoder: Encoder, ctx: MethodContext):
         super().__init__(params, encoder, ctx)
@@ -32,7 +34,13 @@ class TwoViewMethod(Method):
     def make_views(self, x: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
         return self.views(x, generator)
 
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(encoder features [N, feature_dim], the embedding the projector takes): here both are
+        the encoder's output; SimCLR on sequences projects the pooled clip embedding instead."""
+        features = self.encoder(x)
+        return features, features
+
     def encode_pair(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(encoder features, projections) of views 1 and 2 stacked: [2n, d] and [2n, p]."""
-        features = self.encoder(torch.cat(views[:2]))
-        return features, self.projector(features)
+        features, embedding = self.embed(torch.cat(views[:2]))
+        return features, self.projector(embedding)

@@ -77,6 +77,37 @@ def random_context_mask(length: int, mask_prob: float, generator: Optional[torch
     return draw.repeat_interleave(2, dim=1) | torch.eye(length, dtype=torch.bool, device=device)
 
 
+def query_context_mask(queries: int, context_length: int, mask_prob: float,
+                       generator: Optional[torch.Generator] = None, device=None) -> torch.Tensor:
+    """bool [Q, 1, 1, C + 1] for Q queries after a cached context of C tokens: each query keeps
+    each context pair with probability 1 - mask_prob (its two columns together), and itself:
+    the row a query token gets from :func:`random_context_mask` in training."""
+    draw = torch.rand(queries, context_length // 2, generator=generator, device=device) >= mask_prob
+    keep = torch.cat([draw.repeat_interleave(2, dim=1), torch.ones(queries, 1, dtype=torch.bool, device=device)], 1)
+    return keep.view(queries, 1, 1, context_length + 1)
+
+
+def expected_visible_pairs(mask_prob: float, block_size: int, context_pairs: Optional[int] = None) -> float:
+    """Expected number of context pairs one token attends to in one layer in training, under
+    the pair mask and :func:`random_context_mask`. The token of pair k (k = 0 .. P-1, P =
+    block_size / 2) has k earlier pairs, each kept with probability 1 - p, so it sees
+    (1 - p) k; over the positions of a sequence
+
+        E = (1 - p) (P - 1) / 2,
+
+    (``context_pairs`` given: the token after that many pairs, (1 - p) * context_pairs). The
+    paper's mask_prob 0.9 with blocks of 128 gives 3.15; 0.9 with blocks of 32 gives 0.75, and
+    half the tokens then see no context at all."""
+    pairs = (block_size // 2 - 1) / 2 if context_pairs is None else context_pairs
+    return (1 - mask_prob) * pairs
+
+
+def blind_fraction(mask_prob: float, block_size: int) -> float:
+    """The fraction of a sequence's tokens that see no context pair in a layer: mean_k p^k."""
+    pairs = block_size // 2
+    return sum(mask_prob ** k for k in range(pairs)) / pairs
+
+
 class Block(nn.Module):
     """Pre-LayerNorm transformer block: x + attention(LN(x)), then x + MLP(LN(x)) (GELU, 4x)."""
 
@@ -124,7 +155,7 @@ class ContextTransformer(nn.Module):
     also the random context mask (``mask_prob``; pass ``generator`` for a seeded draw)."""
 
     def __init__(self, state_dim: int, action_dim: int, out_dim: int, width: int = 256, depth: int = 2,
-                 heads: int = 4, block_size: int = 32, mask_prob: float = 0.9):
+                 heads: int = 4, block_size: int = 128, mask_prob: float = 0.9):
         super().__init__()
         if width % heads:
             raise ValueError(f"width {width} must be divisible by heads {heads}")
@@ -158,9 +189,11 @@ class ContextTransformer(nn.Module):
             x, _ = block(x, layer_mask)
         return self.head(self.ln(x))
 
-    def build_cache(self, context: torch.Tensor) -> ContextCache:
+    def build_cache(self, context: torch.Tensor, mask_prob: float = 0.0,
+                    generator: Optional[torch.Generator] = None) -> ContextCache:
         """Keys and values of every layer for one context, tokens [C, D] (C even, may be 0),
-        under the pair mask without random masking."""
+        under the pair mask; ``mask_prob`` > 0 adds the training's random context mask (a draw
+        per layer from ``generator``), so the context tokens see one another as in training."""
         self._check(context)
         if context.shape[0] % 2:
             raise ValueError(f"a context holds whole pairs: an even number of tokens, got {context.shape[0]}")
@@ -168,19 +201,28 @@ class ContextTransformer(nn.Module):
         mask = pair_mask(context.shape[0], context.device)
         layers = []
         for block in self.blocks:
-            x, kv = block(x, mask)
+            layer_mask = mask
+            if mask_prob > 0:
+                layer_mask = mask & random_context_mask(context.shape[0], mask_prob, generator, context.device)
+            x, kv = block(x, layer_mask)
             layers.append(kv)
         return ContextCache(layers)
 
-    def query(self, tokens: torch.Tensor, cache: ContextCache) -> torch.Tensor:
+    def query(self, tokens: torch.Tensor, cache: ContextCache, mask_prob: float = 0.0,
+              generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Outputs [Q, out_dim] of Q query tokens [Q, D], each read after the cached context on
-        its own (the queries do not see one another)."""
+        its own (the queries do not see one another). ``mask_prob`` > 0: each query sees each
+        context pair with probability 1 - mask_prob, a draw per query and layer, as a token after
+        that context does in training."""
         self._check(tokens)
         if cache.length + 1 > self.block_size:
             raise ValueError(f"a context of {cache.length} tokens and a query exceed block_size {self.block_size}")
         x = self.embed(tokens.unsqueeze(1))
         for block, past in zip(self.blocks, cache.layers):
-            x, _ = block(x, None, past)
+            mask = None
+            if mask_prob > 0:
+                mask = query_context_mask(len(tokens), cache.length, mask_prob, generator, tokens.device)
+            x, _ = block(x, mask, past)
         return self.head(self.ln(x)).squeeze(1)
 
 

@@ -18,6 +18,13 @@ where L is the dataset's sequence length (``InputSpec.input_shape[0]``): L + 1 b
 fixed frequencies k / 2L cycles per frame. A linear probe or kNN on the raw series would see
 the random phase of each clip rather than its frequency; the spectrum keeps exactly what the
 periodic similarities compare. ``forward_stages`` exposes the conv stages and ``series``.
+
+The pooled clip embedding (``clip_embedding``, ``clip_dim``): the last stage before the
+one-channel head (``block2`` of the featurizer, ``block3`` of the 1-D encoder) averaged over
+time (and space), ``[N, C]``: the clip-level embedding a method without a per-frame output,
+such as SimCLR, contrasts. ``readouts`` gives it, the series and the spectrum from one pass;
+:func:`encoder_readouts` does the same for an :class:`~selfsup.models.encoders.Encoder` (raw
+inputs, normalised first) whose backbone is one of these.
 """
 from __future__ import annotations
 
@@ -41,11 +48,13 @@ def spectral_feature(series: torch.Tensor, n: int) -> torch.Tensor:
 class SeriesEncoder(nn.Module):
     """Named stages ending in a one-channel map, reduced to one value per frame."""
 
-    def __init__(self, stages: list[tuple[str, nn.Module]], length: int):
+    def __init__(self, stages: list[tuple[str, nn.Module]], length: int, clip_dim: int):
         super().__init__()
         self.stages = nn.ModuleDict(dict(stages))
         self.spectrum_length = 2 * length
         self.feature_dim = length + 1
+        self.clip_stage = list(self.stages)[-2]  # the stage before the one-channel head
+        self.clip_dim = clip_dim  # that stage's channels
 
     def _to_channels_first(self, x: torch.Tensor) -> torch.Tensor:
         """The input with channels on dim 1 and time on dim 2 (subclasses check the shape)."""
@@ -67,6 +76,37 @@ class SeriesEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return spectral_feature(self.series(x), self.spectrum_length)
 
+    def clip_embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled clip embedding [N, clip_dim]; the head is not run."""
+        x = self._to_channels_first(x)
+        for name, stage in self.stages.items():
+            x = stage(x)
+            if name == self.clip_stage:
+                return x.flatten(2).mean(2)
+        raise AssertionError("unreachable: clip_stage is one of the stages")
+
+    def readouts(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """From one pass: ``clip`` [N, clip_dim], ``series`` [N, T] and ``spectrum`` (``forward``'s feature)."""
+        stages = self.forward_stages(x)
+        return {"clip": stages[self.clip_stage].flatten(2).mean(2), "series": stages["series"],
+                "spectrum": spectral_feature(stages["series"], self.spectrum_length)}
+
+
+def series_backbone(encoder: nn.Module) -> SeriesEncoder | None:
+    """The per-frame backbone of an :class:`~selfsup.models.encoders.Encoder`, or None when its
+    backbone is of another kind."""
+    backbone = getattr(encoder, "backbone", None)
+    return backbone if isinstance(backbone, SeriesEncoder) else None
+
+
+def encoder_readouts(encoder: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """:meth:`SeriesEncoder.readouts` of raw inputs through an Encoder with a per-frame backbone."""
+    backbone = series_backbone(encoder)
+    if backbone is None:
+        raise ValueError(f"{type(getattr(encoder, 'backbone', encoder)).__name__} is not a per-frame encoder: "
+                         "the clip and series readouts need model.encoder=simper-featurizer or signal-conv1d")
+    return backbone.readouts(encoder.normalize(x))
+
 
 class Featurizer3D(SeriesEncoder):
     """Clips [N, T, C, H, W] -> per-frame series [N, T] (see the module docstring)."""
@@ -80,7 +120,7 @@ class Featurizer3D(SeriesEncoder):
             ("block1", block(in_channels, width)),
             ("block2", block(width, 2 * width)),
             ("head", nn.Sequential(nn.Conv3d(2 * width, 1, 1, bias=False), nn.BatchNorm3d(1), nn.ReLU(inplace=True))),
-        ], length)
+        ], length, 2 * width)
 
     def _to_channels_first(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5:
@@ -101,7 +141,7 @@ class SignalConv1D(SeriesEncoder):
             ("block2", block(width, 2 * width, 2)),
             ("block3", block(2 * width, 2 * width, 4)),
             ("head", nn.Sequential(nn.Conv1d(2 * width, 1, 1, bias=False), nn.BatchNorm1d(1))),
-        ], length)
+        ], length, 2 * width)
 
     def _to_channels_first(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3:
