@@ -98,10 +98,10 @@ def test_model_init_mismatch_names_the_file_and_keys(tmp_path):
 def test_small_user_data_trains_at_least_the_floor_and_large_data_its_epochs(tmp_path):
     cfg = compose_config(None, ["data.name=image-folder", f"data.root={tmp_path}"])
     assert cfg.trainer.min_train_steps == USER_DATA_MIN_STEPS
-    assert planned_steps(cfg, 2000) == USER_DATA_MIN_STEPS  # 7 batches x 8 epochs would be 56
+    assert planned_steps(cfg, 2000) == USER_DATA_MIN_STEPS  # 7 batches x 100 epochs would be 700
     kwargs = lightning_trainer_kwargs(cfg, 2000)
     assert kwargs["max_steps"] == USER_DATA_MIN_STEPS and kwargs["max_epochs"] * 7 >= USER_DATA_MIN_STEPS
-    assert planned_steps(cfg, 60000) == 234 * 8 and lightning_trainer_kwargs(cfg, 60000)["max_steps"] == -1
+    assert planned_steps(cfg, 60000) == 234 * cfg.trainer.max_epochs and lightning_trainer_kwargs(cfg, 60000)["max_steps"] == -1
     given = compose_config(None, ["data.name=image-folder", f"data.root={tmp_path}", "trainer.max_epochs=2"])
     assert given.trainer.min_train_steps is None and planned_steps(given, 2000) == 14  # the length asked for
     assert compose_config(None, []).trainer.min_train_steps is None  # built-in data: the recipe's length

@@ -21,9 +21,13 @@ def embedding_std(z: torch.Tensor) -> torch.Tensor:
 def effective_rank(z: torch.Tensor) -> torch.Tensor:
     """exp of the entropy of the normalised singular values of the centred embeddings [N, d]
     (Roy & Vetterli, "The effective rank", EUSIPCO 2007): d for isotropic embeddings, k for
-    embeddings spanning k equal directions, 1 for a single direction."""
+    embeddings spanning k equal directions, 1 for a single direction or a single point (singular
+    values within rounding of zero, eps x max(N, d) x max |z|, count as zero)."""
     check_embeddings(z)
     s = torch.linalg.svdvals(z - z.mean(dim=0, keepdim=True))
-    p = s / s.sum().clamp_min(1e-12)
+    s = torch.where(s > torch.finfo(s.dtype).eps * max(z.shape) * z.abs().max(), s, torch.zeros_like(s))
+    if not s.any():
+        return torch.ones((), dtype=s.dtype)
+    p = s / s.sum()
     entropy = -(p * torch.log(p.clamp_min(1e-12))).sum()
     return torch.exp(entropy)
