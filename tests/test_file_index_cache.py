@@ -1,5 +1,5 @@
-"""The folder index: cached beside the data (hit, miss, a changed folder listed again, racy
-folders, the user-cache fallback, a corrupt cache), built by one process while the others wait
+"""The folder index: cached in the user's cache, never in the data folder (hit, miss, a changed
+folder listed again, racy folders, an unwritable cache, a corrupt cache), built by one process while the others wait
 (threads and two gloo processes), symbolic links; lazy validation of image-folder (only a
 sample opened at start-up, a bad file named when loaded) and its size rule on that sample."""
 import json
@@ -39,7 +39,6 @@ def class_tree(root, classes=("a", "b"), per_class=3):
     for c in classes:
         for k in range(per_class):
             save(root / c / f"{k}.png", level=k)
-    (root / folder_scan.CACHE_DIR).mkdir(exist_ok=True)  # as the first scan leaves it
     age(root)
     return root
 
@@ -57,14 +56,21 @@ def index(root):
     return index_folder(root, IMAGE_SUFFIXES, None, "image")
 
 
-def beside(root):
+@pytest.fixture(autouse=True)
+def cache_home(tmp_path, monkeypatch):
+    home = tmp_path / "home-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    return home / "selfsup" / "file-index"
+
+
+def cached(root):
     return folder_scan.cache_paths(root, IMAGE_SUFFIXES)[0]
 
 
 def test_cache_hit_lists_nothing_and_gives_the_same_index(tmp_path, listed):
     root = class_tree(tmp_path / "data")
     first = index(root)
-    assert len(listed) == 3 and beside(root).exists()  # the root and its two class folders
+    assert len(listed) == 3 and cached(root).exists()  # the root and its two class folders
     assert first.train == ["a/0.png", "a/1.png", "a/2.png", "b/0.png", "b/1.png", "b/2.png"]
     listed.clear()
     again = index(root)
@@ -96,34 +102,38 @@ def test_a_listing_taken_right_after_a_change_is_not_reused(tmp_path, listed):
     assert index(root).train == ["0.png", "1.png"] and listed
 
 
-def test_cache_written_in_the_user_cache_when_the_root_is_not_writable(tmp_path, monkeypatch, listed):
+def test_nothing_is_written_into_the_data_folder(tmp_path, cache_home, listed):
+    """torchvision's ImageFolder would read a cache folder in the root as a class."""
     root = class_tree(tmp_path / "data")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
-    real_locked = folder_scan.locked
-
-    def read_only_root(path):
-        if root in path.parents:
-            raise PermissionError(13, "Read-only file system", str(path))
-        return real_locked(path)
-
-    monkeypatch.setattr(folder_scan, "locked", read_only_root)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
     first = index(root)
-    assert not beside(root).exists()
-    assert [p.name for p in (tmp_path / "home-cache" / "selfsup" / "file-index").glob("*.json")] == \
-        [folder_scan.cache_paths(root, IMAGE_SUFFIXES)[1].name]
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+    assert [p.name for p in cache_home.glob("*.json")] == [cached(root).name]
     listed.clear()
     assert index(root) == first and listed == []
+
+
+def test_an_unwritable_cache_still_scans(tmp_path, monkeypatch, listed):
+    root = class_tree(tmp_path / "data")
+
+    def unwritable(path):
+        raise PermissionError(13, "Read-only file system", str(path))
+
+    monkeypatch.setattr(folder_scan, "locked", unwritable)
+    first = index(root)
+    assert not cached(root).exists() and len(listed) == 3
+    assert first.train == ["a/0.png", "a/1.png", "a/2.png", "b/0.png", "b/1.png", "b/2.png"]
 
 
 def test_a_corrupt_or_foreign_cache_is_rebuilt(tmp_path, listed):
     root = class_tree(tmp_path / "data")
     first = index(root)
-    beside(root).write_text("{not json")
+    cached(root).write_text("{not json")
     listed.clear()
     assert index(root) == first and len(listed) == 3
-    values = json.loads(beside(root).read_text())
+    values = json.loads(cached(root).read_text())
     values["format"] = folder_scan.CACHE_FORMAT + 1
-    beside(root).write_text(json.dumps(values))
+    cached(root).write_text(json.dumps(values))
     listed.clear()
     assert index(root) == first and len(listed) == 3
 
@@ -139,7 +149,7 @@ def test_links_are_followed_and_each_real_folder_read_once(tmp_path):
 
 def test_one_process_builds_while_another_waits_and_reads(tmp_path, listed):
     root = class_tree(tmp_path / "data")
-    cache = beside(root)
+    cache = cached(root)
     result = {}
     with folder_scan.locked(cache.with_suffix(".lock")):  # as the builder holds it
         waiter = threading.Thread(target=lambda: result.update(scan=folder_scan.scan(root, [""], IMAGE_SUFFIXES)))

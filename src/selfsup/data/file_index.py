@@ -4,7 +4,7 @@ dataset that decodes them on load.
 Files are found recursively under ``data.root`` (symbolic links followed, each real folder
 once), in sorted order of their path relative to the root. Hidden files and folders (a name
 starting with ".") and files of another type (by suffix) are skipped and counted, never fatal.
-The listing is scanned in parallel and cached beside the data (``<root>/.selfsup/``), shared
+The listing is scanned in parallel and cached in the user's cache (never in the data folder), shared
 by the processes of a DDP run and listed again only where a folder changed
 (:mod:`selfsup.data.folder_scan`); no file is opened before it is loaded.
 

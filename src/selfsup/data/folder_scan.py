@@ -17,10 +17,9 @@ tick of the file system's clock would leave the time as it was; such a folder is
 on the next scan). A file changed in place keeps its folder's time: files are checked when
 read, not here.
 
-Where: ``<root>/.selfsup/index-<suffixes hash>.json`` when the root is writable (the folder
-``.selfsup`` is skipped by the scan and not counted as hidden; a moved or copied root keeps its
-cache), else ``$XDG_CACHE_HOME/selfsup/file-index/index-<root path + suffixes hash>.json``
-(``~/.cache`` by default), else no cache. Processes that scan one root at once (the processes of
+Where: ``$XDG_CACHE_HOME/selfsup/file-index/index-<root path + suffixes hash>.json``
+(``~/.cache`` by default; never inside the data folder, which other tools such as
+torchvision's ImageFolder read as they find it), else no cache. Processes that scan one root at once (the processes of
 a DDP run) share the work: the first takes an exclusive lock (``flock`` on ``index-*.lock``
 beside the cache file; the operating system releases it if that process dies), scans and writes
 the cache; the others wait for the lock, then read the cache and only ``stat`` the folders.
@@ -41,7 +40,6 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 log = logging.getLogger(__name__)
-CACHE_DIR = ".selfsup"  # beside the data: <root>/.selfsup/index-*.json
 CACHE_FORMAT = 1
 RACY_SECONDS = 2.0  # a listing is reused only when its folder had not changed for this long before it
 SCAN_THREADS = 16
@@ -74,7 +72,7 @@ class Scan:
     listed: int
 
 
-def list_folder(path: str, suffixes: set[str], at_root: bool) -> tuple[tuple[int, int], Listing]:
+def list_folder(path: str, suffixes: set[str]) -> tuple[tuple[int, int], Listing]:
     """((device, inode), listing) of one folder; OSError if it cannot be read."""
     listed = time.time_ns()
     st = os.stat(path)
@@ -83,7 +81,7 @@ def list_folder(path: str, suffixes: set[str], at_root: bool) -> tuple[tuple[int
         for entry in entries:
             name = entry.name
             if name.startswith("."):
-                hidden += not (at_root and name == CACHE_DIR)
+                hidden += 1
             elif entry.is_dir():
                 dirs.append(name)
             elif os.path.splitext(name)[1].lower() in suffixes:
@@ -102,7 +100,7 @@ def visit(root: Path, rel: str, suffixes: set[str], cached: Optional[Listing]):
             st = os.stat(path)
             if cached.reusable(st.st_mtime_ns):
                 return (st.st_dev, st.st_ino), cached, False
-        return (*list_folder(path, suffixes, rel == ""), True)
+        return (*list_folder(path, suffixes), True)
     except OSError as err:
         log.warning("%s cannot be listed (%s): skipped", path, err)
         return None
@@ -143,10 +141,9 @@ def cache_home() -> Path:
 
 
 def cache_paths(root: Path, suffixes: set[str]) -> list[Path]:
-    """Where the cached index of ``root`` may lie: beside the data, then in the user's cache."""
+    """Where the cached index of ``root`` lies: the user's cache, keyed by the root's real path."""
     kinds = ",".join(sorted(suffixes))
-    return [root / CACHE_DIR / f"index-{digest(kinds)}.json",
-            cache_home() / f"index-{digest(os.path.realpath(root), kinds)}.json"]
+    return [cache_home() / f"index-{digest(os.path.realpath(root), kinds)}.json"]
 
 
 def read_cache(path: Path, suffixes: set[str]) -> dict[str, Listing]:
