@@ -101,6 +101,7 @@ def test_small_user_data_trains_at_least_the_floor_and_large_data_its_epochs(tmp
     assert planned_steps(cfg, 2000) == USER_DATA_MIN_STEPS  # 7 batches x 100 epochs would be 700
     kwargs = lightning_trainer_kwargs(cfg, 2000)
     assert kwargs["max_steps"] == USER_DATA_MIN_STEPS and kwargs["max_epochs"] * 7 >= USER_DATA_MIN_STEPS
+    assert USER_DATA_MIN_STEPS > 7 * cfg.trainer.max_epochs  # the floor, not the epochs, sets 2,000 images' length
     assert planned_steps(cfg, 60000) == 234 * cfg.trainer.max_epochs and lightning_trainer_kwargs(cfg, 60000)["max_steps"] == -1
     given = compose_config(None, ["data.name=image-folder", f"data.root={tmp_path}", "trainer.max_epochs=2"])
     assert given.trainer.min_train_steps is None and planned_steps(given, 2000) == 14  # the length asked for
