@@ -11,8 +11,8 @@ loader warm-up) and the mean validation time spread over the steps between valid
 machine that slows down part-way (another job starts) shortens the cosine instead of being cut
 off before its end. A new plan within ``REPLAN_TOLERANCE`` of the current one (inside the
 reserve) leaves the schedule alone. The plan is checkpointed with the module, so a resumed run
-keeps it instead of measuring again.
-Lightning's own ``max_time`` stop stays in place as the hard limit."""
+keeps it instead of measuring again, unless the resume changed the length cap
+(``trainer.max_epochs`` / ``max_steps``): then it measures and plans again. Lightning's own ``max_time`` stop stays in place as the hard limit."""
 from __future__ import annotations
 
 import logging
@@ -76,6 +76,7 @@ class TimeBudget(L.Callback):
         self.before = timers[0].time_elapsed("train") if timers else 0.0  # a resumed run's earlier time
         self.start, self.first_step, self.t0 = now(), int(trainer.global_step), None
         self.cap = int(trainer.estimated_stepping_batches)  # max_steps / max_epochs, before the plan lowers it
+        pl_module.drop_stale_plan()  # a resume that changed the length plans again
         self.measuring = pl_module.planned_total_steps is None  # a resumed run keeps its checkpointed plan
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:

@@ -49,6 +49,7 @@ class SSLModule(L.LightningModule):
         self.channels_last = bool(cfg.model.channels_last) and method.ctx.spec.kind == "image"
         self.knn_bank: tuple[torch.Tensor, torch.Tensor] | None = None  # the kNN monitor's, each validation
         self.planned_total_steps: int | None = None  # a wall-time plan (engine.budget.TimeBudget), checkpointed
+        self.planned_cap: int | None = None  # the max_steps / max_epochs cap the plan was made under
         lr_scaling_factor(str(cfg.optim.get("lr_scaling", "none")), 1)  # validated before the run folder is written
         if cfg.model.get("compile"):
             compile_networks(method)
@@ -213,14 +214,22 @@ class SSLModule(L.LightningModule):
         override on resume takes effect from the next step), and put the training loader where
         the checkpoint left it."""
         self.restore_loader_position()
+        self.drop_stale_plan()
         if self.planned_total_steps:  # a resumed wall-time plan; trainer.max_steps / max_epochs still cap it
             self.set_planned_steps(min(self.planned_total_steps, int(self.trainer.estimated_stepping_batches)))
         else:
             self.apply_schedule()
 
+    def drop_stale_plan(self) -> None:
+        """Forget a checkpointed wall-time plan made under another length cap (a resume that
+        changed trainer.max_epochs / max_steps): the run is planned again over its new length."""
+        if self.planned_total_steps and self.planned_cap != int(self.trainer.estimated_stepping_batches):
+            self.planned_total_steps = None
+
     def set_planned_steps(self, total: int) -> None:
         """Train ``total`` optimiser steps in all along a schedule planned over them."""
         self.planned_total_steps = int(total)
+        self.planned_cap = int(self.trainer.estimated_stepping_batches)
         self.trainer.fit_loop.epoch_loop.max_steps = int(total)
         self.apply_schedule()
 
@@ -238,6 +247,7 @@ class SSLModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rng_torch"] = torch.get_rng_state()
         checkpoint["planned_total_steps"] = self.planned_total_steps
+        checkpoint["planned_cap"] = self.planned_cap
         # the training loader's position (selfsup.data.loader.ResumableLoader) counts the batches
         # Lightning has trained on, not the one it prefetched: a mid-epoch resume starts after them
         fit = checkpoint.get("loops", {}).get("fit_loop", {})
@@ -254,6 +264,7 @@ class SSLModule(L.LightningModule):
         if "rng_torch" in checkpoint:
             torch.set_rng_state(checkpoint["rng_torch"])
         self.planned_total_steps = checkpoint.get("planned_total_steps")
+        self.planned_cap = checkpoint.get("planned_cap")
         fit_state = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
         self.loader_states = list(fit_state.get("combined_loader", []))
 
