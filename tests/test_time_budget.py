@@ -115,6 +115,16 @@ def test_max_steps_still_caps_the_plan(tmp_path, clock):
     assert run.training()["steps"] == 12 and run.training()["planned_steps"] == 12
 
 
+def test_a_validation_on_the_capped_last_step_does_not_add_a_step(tmp_path, clock):
+    """max_steps=20 with validation every epoch of 20 steps: the plan after that validation
+    stays at the cap (it once planned step + 1 = 21)."""
+    overrides = [o for o in FAST if not o.startswith(("trainer.check_val", "trainer.max_time"))]
+    run = train(compose_config(None, [*overrides, "trainer.max_time=00:00:10:00", "trainer.max_steps=20",
+                                      "trainer.limit_train_batches=20", f"run.dir={tmp_path / 'r'}"]),
+                callbacks=[clock])
+    assert run.training()["steps"] == 20 and run.training()["planned_steps"] == 20
+
+
 def test_a_resume_keeps_the_plan(tmp_path, clock, monkeypatch):
     run_dir = tmp_path / "r"
     cfg = compose_config(None, [*FAST, "trainer.ckpt_every_n_steps=12", f"run.dir={run_dir}"])

@@ -115,7 +115,7 @@ class TimeBudget(L.Callback):
         interval = trainer.val_check_batch if trainer.enable_validation else math.inf
         per_step = self.step_time + (self.validation_s / interval if math.isfinite(interval) else 0.0)
         more = max(0, math.floor(remaining * (1 - self.reserve) / per_step))
-        total = max(step + 1, min(self.cap, step + more))
+        total = min(self.cap, max(step + 1, step + more))  # never past max_steps / max_epochs
         total = int(trainer.strategy.broadcast(total, src=0))  # every DDP process stops at rank 0's step
         before = pl_module.planned_total_steps
         if before is not None and abs(total - before) <= REPLAN_TOLERANCE * before:
