@@ -57,16 +57,23 @@ class EvalContext:
     def features(self, name: str) -> FeatureSet:
         """Features of ``name``: an encoder's name or "raw_pixels"; computed once, under
         :attr:`autocast`."""
-        if name not in self._cache:
-            batch = int(self.cfg.eval.batch_size)
-            if name == "raw_pixels":
-                (a, ay), (b, by) = raw_pixels(self.bank, batch), raw_pixels(self.test, batch)
-            else:
-                encoder = self.encoders[name]
-                (a, ay), (b, by) = (extract_features(encoder, d, batch, self.device, self.autocast)
-                                        for d in (self.bank, self.test))
-            self._cache[name] = FeatureSet(a, ay, b, by)
-        return self._cache[name]
+        return self.cached(("features", name), lambda: self.extract(name))
+
+    def extract(self, name: str) -> FeatureSet:
+        batch = int(self.cfg.eval.batch_size)
+        if name == "raw_pixels":
+            (a, ay), (b, by) = raw_pixels(self.bank, batch), raw_pixels(self.test, batch)
+        else:
+            (a, ay), (b, by) = (extract_features(self.encoders[name], d, batch, self.device, self.autocast)
+                                for d in (self.bank, self.test))
+        return FeatureSet(a, ay, b, by)
+
+    def cached(self, key: tuple, compute):
+        """``compute()``, computed once per evaluation under ``key`` (features other evaluations
+        and report sections read again)."""
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
 
     def subjects(self) -> list[str]:
         """What the standard probes are run on: the trained encoder, then the baselines."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,24 @@ from selfsup.eval.label_gate import class_label_gap
 from selfsup.eval.regression import has_readouts, regression_metrics, target_name
 
 REGRESSION_BUDGET = {"epochs": 5, "lr": 1e-3, "batch_size": 16}
+
+
+def train_on_cosine(model: nn.Module, loader, optimizer: torch.optim.Optimizer, epochs: int,
+                    loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], device) -> None:
+    """The loop both fine-tunings share: ``epochs`` passes over ``loader`` in its seeded order,
+    BatchNorm in training mode, ``optimizer`` on a cosine schedule over all the steps, the loss
+    ``loss_of(model output, batch labels)``."""
+    total = max(1, epochs * len(loader))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
+    model.train()
+    for epoch in range(epochs):
+        loader.sampler.set_epoch(epoch)
+        for x, y in loader:
+            loss = loss_of(model(as_float_inputs(x).to(device)), y.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
 
 
 def finetune_accuracy(
@@ -55,18 +74,8 @@ def finetune_accuracy(
         model = nn.Sequential(copy.deepcopy(encoder), nn.Linear(encoder.feature_dim, num_classes)).to(device)
     batch = min(batch_size, len(data))
     loader = make_loader(data, batch, shuffle=True, seed=seed, drop_last=True)
-    total = max(1, epochs * len(loader))
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
-    model.train()
-    for epoch in range(epochs):
-        loader.sampler.set_epoch(epoch)
-        for x, y in loader:
-            loss = F.cross_entropy(model(as_float_inputs(x).to(device)), y.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+    train_on_cosine(model, loader, optimizer, epochs, F.cross_entropy, device)
     logits, labels = extract_features(model, test, device=device)
     return float((logits.argmax(1) == labels).float().mean())
 
@@ -109,20 +118,13 @@ def finetune_regression(
         torch.manual_seed(seed)
         model = TargetHead(copy.deepcopy(encoder), length).to(device)
     mean, std = train_t.double().mean(), train_t.double().std().clamp_min(1e-12)
-    standard = ((train_t.double() - mean) / std).float()
-    loader = make_loader(train.with_labels(torch.arange(len(train))), min(batch_size, len(train)), shuffle=True, seed=seed, drop_last=True)
-    total = max(1, epochs * len(loader))
+    standard = ((train_t.double() - mean) / std).float().to(device)
+    # the labels are the samples' positions: each batch's targets are looked up by them
+    loader = make_loader(train.with_labels(torch.arange(len(train))), min(batch_size, len(train)), shuffle=True,
+                         seed=seed, drop_last=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
-    model.train()
-    for epoch in range(epochs):
-        loader.sampler.set_epoch(epoch)
-        for x, index in loader:  # the labels are the samples' positions: the targets are looked up
-            loss = F.mse_loss(model(as_float_inputs(x).to(device)).squeeze(1), standard[index].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+    train_on_cosine(model, loader, optimizer, epochs,
+                    lambda output, index: F.mse_loss(output.squeeze(1), standard[index]), device)
     prediction, _ = extract_features(model, test, device=device)
     return regression_metrics(prediction.squeeze(1).double().numpy() * float(std) + float(mean), test_t.double().numpy())
 

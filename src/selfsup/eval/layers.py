@@ -132,11 +132,6 @@ def stage_shapes(encoder: nn.Module, example: torch.Tensor) -> dict[str, tuple[i
         encoder.train(was_training)
 
 
-def stage_widths(encoder: nn.Module, example: torch.Tensor) -> dict[str, int]:
-    """Stage name -> channels, in order."""
-    return {name: shape[0] for name, shape in stage_shapes(encoder, example).items()}
-
-
 def stage_readouts(encoder: nn.Module, example: torch.Tensor, poolings: Sequence[str],
                    target: int = LAYER_FEATURES) -> list[StageReadout]:
     """Every stage under every pooling, stage by stage."""

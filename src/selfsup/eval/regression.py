@@ -93,13 +93,26 @@ def readout_features(encoder: nn.Module, dataset: IndexedDataset, batch_size: in
 def readout_regression(encoder: nn.Module, bank: IndexedDataset, test: IndexedDataset, target: str,
                        batch_size: int = 256, device: str | torch.device = "cpu") -> dict[str, float]:
     """``regression.<readout>.{mae,mape,r2}`` of the ridge probe on each of :data:`READOUTS`."""
-    train_f = readout_features(encoder, bank, batch_size, device)
-    test_f = readout_features(encoder, test, batch_size, device)
+    return readout_probes(readout_features(encoder, bank, batch_size, device), bank.targets[target],
+                          readout_features(encoder, test, batch_size, device), test.targets[target])
+
+
+def readout_probes(train_f: dict[str, torch.Tensor], train_t: torch.Tensor, test_f: dict[str, torch.Tensor],
+                   test_t: torch.Tensor) -> dict[str, float]:
+    """The ridge probe on each readout of :func:`readout_features`."""
     out = {}
     for readout in READOUTS:
-        metrics, _ = regression_probe(train_f[readout], bank.targets[target], test_f[readout], test.targets[target])
+        metrics, _ = regression_probe(train_f[readout], train_t, test_f[readout], test_t)
         out.update(prefixed(f"regression.{readout}.", metrics))
     return out
+
+
+def context_readouts(ctx: EvalContext, subject: str, split: str) -> dict[str, torch.Tensor]:
+    """:func:`readout_features` of ``ctx.bank`` or ``ctx.test`` (``split``), computed once per
+    evaluation: the probes and the report's plots share them."""
+    dataset = ctx.bank if split == "bank" else ctx.test
+    return ctx.cached(("readouts", subject, split), lambda: readout_features(
+        ctx.encoders[subject], dataset, int(ctx.cfg.eval.batch_size), ctx.device))
 
 
 def has_readouts(encoder: nn.Module) -> bool:
@@ -127,8 +140,9 @@ def regression(ctx: EvalContext) -> dict:
         out.update(prefixed(f"{key_prefix(subject)}regression.", metrics))
         encoder = ctx.encoders.get(subject)
         if encoder is not None and has_readouts(encoder):
-            out.update(prefixed(key_prefix(subject), readout_regression(encoder, ctx.bank, ctx.test, name,
-                                                                        int(ctx.cfg.eval.batch_size), ctx.device)))
+            out.update(prefixed(key_prefix(subject), readout_probes(
+                context_readouts(ctx, subject, "bank"), ctx.bank.targets[name],
+                context_readouts(ctx, subject, "test"), ctx.test.targets[name])))
     return out
 
 
@@ -160,8 +174,7 @@ def report_section(ctx: EvalContext, results: dict) -> str:
             title = f"{ctx.cfg.recipe} (method {ctx.cfg.method.name}, {subject.replace('_', '-')})"
             plots = {"": ctx.features(subject).test_x}
             if has_readouts(ctx.encoders[subject]):
-                plots["_clip"] = readout_features(ctx.encoders[subject], ctx.test, int(ctx.cfg.eval.batch_size),
-                                                  ctx.device)["clip"]
+                plots["_clip"] = context_readouts(ctx, subject, "test")["clip"]
             for kind, features in plots.items():
                 what = "pooled clip embeddings" if kind else "test embeddings"
                 path = embedding_by_target(features, ctx.test.targets[name], name,
