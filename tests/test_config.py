@@ -1,7 +1,7 @@
 import pytest
 
 from selfsup.config import ConfigError, DEFAULT_RECIPE, list_recipes
-from selfsup.engine.configure import compose_config
+from selfsup.engine.configure import compose_config, resolve_config
 
 
 def test_default_recipe_is_simclr_on_fashion_mnist():
@@ -73,3 +73,20 @@ def test_unknown_method_and_recipe():
 def test_malformed_override():
     with pytest.raises(ConfigError, match="key=value"):
         compose_config(None, ["data.limit"])
+
+
+@pytest.mark.parametrize("recipe", sorted(list_recipes()))
+def test_every_recipe_resolves_as_a_new_run(recipe):
+    """Each shipped recipe (the -gpu ones included, which no CPU test trains) passes the checks a
+    new run meets: trainer keys and values, ranges, the method's own settings and view counts."""
+    cfg = resolve_config(compose_config(recipe), new_run=True)
+    assert cfg.recipe == recipe and cfg.method.name
+
+
+def test_the_contextssl_gpu_recipe_has_the_papers_model_and_context_mask():
+    from selfsup.models.context_transformer import expected_visible_pairs
+
+    m = resolve_config(compose_config("contextssl-rotcolor-mnist-gpu")).method
+    assert (m.width, m.depth, m.heads, m.block_size, m.aux_hidden_dim) == (2048, 3, 4, 128, 1024)
+    assert m.clamp_cosine and m.temperature == 0.1
+    assert abs(expected_visible_pairs(m.mask_prob, m.block_size) - 3.15) < 1e-9
