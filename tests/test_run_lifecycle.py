@@ -219,3 +219,14 @@ def test_resume_reads_the_checkpoint_once(finished_run, tmp_path, monkeypatch):
     # read once (and so checked) before anything is written, then handed to Lightning's restore;
     # the step count comes from checkpoints/last.json
     assert len(reads) + len(checks) == 1
+
+
+@pytest.mark.parametrize("limit,batch_size,loaded,epochs", [(80, 256, 80, 3), (400, 64, 64, 0)])
+def test_training_json_counts_the_batch_loaded_and_only_complete_epochs(tmp_path, limit, batch_size, loaded, epochs):
+    """3 steps on a pretrain split smaller than data.batch_size (80 digits) load it whole, one
+    step an epoch: 3 epochs of 80; on 400 digits at batch 64 (6 steps an epoch) they complete none."""
+    run = train(compose_config(None, [*FAST, f"data.limit={limit}", f"data.batch_size={batch_size}", "trainer.max_steps=3",
+                                      "trainer.max_epochs=100", "eval.after_train=false", f"run.dir={tmp_path / 'run'}"]))
+    t = run.training()
+    assert t["pretrain_samples"] == limit
+    assert (t["steps"], t["batch_size"], t["samples_seen"], t["epochs"]) == (3, loaded, 3 * loaded, epochs)

@@ -79,6 +79,12 @@ def build_method(cfg: DictConfig, splits: DataSplits, init_weights: bool = True)
     return cls(params, encoder, MethodContext(spec, splits.num_classes, cfg.augment, splits.info))
 
 
+def process_batch_size(batch_size: int, samples: int, world_size: int) -> int:
+    """The batch one process loads: ``data.batch_size``, or each process's share of a split
+    smaller than that (at least 1)."""
+    return min(batch_size, samples // max(1, world_size)) or 1
+
+
 class SplitsDataModule(L.LightningDataModule):
     """Loaders of the pre-training and validation splits, sharded by the trainer's rank."""
 
@@ -88,7 +94,7 @@ class SplitsDataModule(L.LightningDataModule):
 
     def _loader(self, dataset, shuffle: bool, drop_last: bool):
         trainer = self.trainer
-        batch = min(int(self.cfg.data.batch_size), len(dataset) // max(1, trainer.world_size)) or 1
+        batch = process_batch_size(int(self.cfg.data.batch_size), len(dataset), trainer.world_size)
         return make_loader(dataset, batch, shuffle, int(self.cfg.seed), drop_last, self.cfg.data.num_workers,
                            trainer.global_rank, trainer.world_size)
 

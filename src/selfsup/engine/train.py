@@ -14,7 +14,8 @@ from omegaconf import DictConfig
 
 from selfsup.config.loading import ConfigError
 from selfsup.engine.budget import TimeBudget, budget_seconds
-from selfsup.engine.build import SplitsDataModule, build_method, input_spec, lightning_trainer_kwargs
+from selfsup.engine.build import (SplitsDataModule, build_method, input_spec, lightning_trainer_kwargs,
+                                  process_batch_size)
 from selfsup.engine.checkpoint import AtomicCheckpointIO, RunCheckpoints, load_checkpoint_file
 from selfsup.engine.configure import check_resume_overrides, resume_config
 from selfsup.engine.console import StderrProgressBar, quiet_lightning
@@ -104,12 +105,15 @@ class TrainingRecord(L.Callback):
         if not trainer.is_global_zero:
             return
         splits, cfg = self.run.splits(), self.run.cfg
-        batch = int(cfg.data.batch_size)
+        batch = process_batch_size(int(cfg.data.batch_size), len(splits.pretrain), trainer.world_size)
+        batches = trainer.num_training_batches  # per epoch and process; inf before fit has built the loader
+        steps, accumulate = int(trainer.global_step), int(trainer.accumulate_grad_batches)
+        epochs = steps * accumulate // batches if 0 < batches < float("inf") else 0
         write_json(self.run.training_path, {
             "method": cfg.method.name, "encoder": cfg.model.encoder, "dataset": cfg.data.name,
             "pretrain_samples": len(splits.pretrain), "val_samples": len(splits.val), "test_samples": len(splits.test),
-            "epochs": int(trainer.current_epoch), "steps": int(trainer.global_step), "batch_size": batch,
-            "world_size": int(trainer.world_size), "samples_seen": int(trainer.global_step) * batch * trainer.world_size,
+            "epochs": epochs, "steps": steps, "batch_size": batch,  # epochs: complete passes, batch: the one loaded
+            "world_size": int(trainer.world_size), "samples_seen": steps * accumulate * batch * trainer.world_size,
             "precision": str(trainer.precision), "device": device_name(trainer),
             "wall_time_s": round(self.before + time.perf_counter() - self.start, 2), "finished": finished,
             "planned_steps": trainer.lightning_module.planned_total_steps,  # a trainer.max_time plan, or None
