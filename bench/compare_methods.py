@@ -127,7 +127,8 @@ def table(runs: dict[str, list[dict]], budget: str, extra: list[str]) -> str:
         f"{' '.join(extra) or 'none'}. Accuracies in % on the test split (mean ± sample sd over seeds); "
         "val probe: the online linear probe on the validation split; std·√d: per-dimension std of the "
         "L2-normalised embeddings times √d (≈1 spread out, 0 collapsed) and effective rank, both on the last "
-        "logged training batch; peak memory: the process's resident set.",
+        "logged training batch; peak memory: the process's resident set; –: not logged (no validation "
+        "pass within the budget, or no projection dimension: DINO, MAE and the pretext tasks).",
         "",
         "| method | kNN top-1 | linear top-1 | 10 % low-shot | random-init kNN / linear / low-shot | val probe top-1 "
         "| std·√d | eff. rank (d) | steps | images seen | train wall s | peak MB | seeds |",

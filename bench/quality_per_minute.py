@@ -35,7 +35,7 @@ T 0.1) and its linear probe (L2 chosen on a validation split of the bank). The s
 own evaluation is switched off (``eval.after_train=false``). Training wall time: selfsup's is
 Lightning's fit (its per-epoch validation of the online probe included), lightly's the loop's;
 each arm's steps and images seen are in the table. Writes OUT/table.md and OUT/table.json; a
-finished arm (OUT/<arm>-seed<S>/result.json) is skipped when the script runs again.
+finished arm (OUT/<arm>-<seconds>s-seed<S>/result.json) is skipped when the script runs again.
 """
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ def recipe_config(extra: list[str]):
 
 # ---------------------------------------------------------------- selfsup arms
 def train_selfsup(run_dir: Path, seed: int, seconds: int, extra: list[str]):
-    """`selfsup train` (the default recipe) for ``seconds``; returns (encoder, steps, images seen)."""
+    """`selfsup train` (the default recipe) for ``seconds``; returns (encoder, steps, images seen,
+    Lightning's fit wall time from training.json)."""
     from compute_budget import budget_overrides
     from selfsup.models.export import load_encoder
 
@@ -75,7 +76,7 @@ def train_selfsup(run_dir: Path, seed: int, seconds: int, extra: list[str]):
                *[o for o in budget_overrides("simclr-fashion-mnist", "time", seconds) if "max_epochs" not in o]]
     subprocess.run(command, check=True)
     training = json.loads((run_dir / "run" / "training.json").read_text())
-    return load_encoder(run_dir / "run"), training["steps"], training["samples_seen"]
+    return load_encoder(run_dir / "run"), training["steps"], training["samples_seen"], training["wall_time_s"]
 
 
 # ---------------------------------------------------------------- lightly arms
@@ -109,7 +110,8 @@ def lightly_backbone(arm: str, splits):
 
 
 def train_lightly(arm: str, splits, seed: int, seconds: int):
-    """lightly's SimCLR loop for ``seconds`` of training; returns (encoder, steps, images seen)."""
+    """lightly's SimCLR loop for ``seconds`` of training; returns (encoder, steps, images seen, the
+    loop's wall time)."""
     import numpy as np
     from lightly.loss import NTXentLoss
     from lightly.models.modules import SimCLRProjectionHead
@@ -163,7 +165,7 @@ def train_lightly(arm: str, splits, seed: int, seconds: int):
         else:
             continue
         break
-    return LightlyEncoder(backbone), step, step * batch
+    return LightlyEncoder(backbone), step, step * batch, time.perf_counter() - start
 
 
 # ---------------------------------------------------------------- one arm, then the table
@@ -184,13 +186,12 @@ def run_arm(arm: str, seed: int, seconds: int, out: Path) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     splits = build_data(recipe_config([]).data, seed)
-    begin = time.perf_counter()
     if arm.startswith("selfsup"):
-        encoder, steps, seen = train_selfsup(out, seed, seconds, RESNET18 if arm == "selfsup-resnet18" else [])
+        encoder, steps, seen, train_s = train_selfsup(out, seed, seconds, RESNET18 if arm == "selfsup-resnet18" else [])
     else:
-        encoder, steps, seen = train_lightly(arm, splits, seed, seconds)
+        encoder, steps, seen, train_s = train_lightly(arm, splits, seed, seconds)
     trained = time.perf_counter()
-    result = {"arm": arm, "seed": seed, "budget_s": seconds, "train_wall_s": trained - begin, "steps": steps,
+    result = {"arm": arm, "seed": seed, "budget_s": seconds, "train_wall_s": train_s, "steps": steps,
               "images_seen": seen, "threads": torch.get_num_threads(),
               "peak_rss_mb": max(resource.getrusage(who).ru_maxrss for who in
                                  (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024,
