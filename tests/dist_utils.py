@@ -21,8 +21,14 @@ def _worker(rank: int, world: int, port: int, fn: Callable, args: tuple, out_dir
         # no process tears gloo down while a peer still talks to it: without this barrier a worker
         # now and then died with SIGABRT ("terminate called without an active exception")
         dist.barrier()
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    dist.destroy_process_group()
+    # nor does one exit (closing its sockets) while a peer is still tearing its own gloo pairs
+    # down: the barrier alone still let that SIGABRT through, rarely, under load
+    store.set(f"left/{rank}", "1")
+    store.wait([f"left/{r}" for r in range(world)])
 
 
 def run_distributed(fn: Callable[..., Any], *args: Any, world_size: int = 2) -> list[Any]:
