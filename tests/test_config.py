@@ -14,6 +14,9 @@ def test_recipes_are_listed_with_descriptions():
     recipes = list_recipes()
     assert DEFAULT_RECIPE in recipes
     assert all(description for description in recipes.values())
+    # `selfsup recipes` shows a recipe's first comment line alone: it must be a whole sentence
+    cut = {name: d for name, d in recipes.items() if d.count("(") != d.count(")") or d.rstrip()[-1] in ",:;("}
+    assert not cut, cut
 
 
 def test_overrides_are_typed():
