@@ -80,21 +80,6 @@ def train_selfsup(run_dir: Path, seed: int, seconds: int, extra: list[str]):
 
 
 # ---------------------------------------------------------------- lightly arms
-class LightlyEncoder(nn.Module):
-    """What lightly's encoder sees in evaluation: the 0..1 greyscale images as RGB, normalised as
-    SimCLRTransform normalises them."""
-
-    def __init__(self, backbone: nn.Module):
-        super().__init__()
-        self.backbone = backbone
-        self.register_buffer("mean", torch.tensor(IMAGENET["mean"]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET["std"]).view(1, 3, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-        return self.backbone((x - self.mean) / self.std).flatten(1)
-
-
 def lightly_backbone(arm: str, splits):
     """(backbone taking 3-channel normalised images, its feature width)."""
     import torchvision
@@ -119,6 +104,7 @@ def train_lightly(arm: str, splits, seed: int, seconds: int):
     from PIL import Image
 
     from selfsup.engine.optim import warmup_cosine
+    from selfsup.models.encoders import Encoder
 
     cfg = recipe_config([])
     torch.manual_seed(seed)
@@ -165,7 +151,10 @@ def train_lightly(arm: str, splits, seed: int, seconds: int):
         else:
             continue
         break
-    return LightlyEncoder(backbone), step, step * batch, time.perf_counter() - start
+    # what lightly's encoder sees in evaluation: the 0..1 images normalised as SimCLRTransform does
+    # (a greyscale image broadcasts against the 3-channel statistics: its RGB conversion)
+    encoder = Encoder(nn.Sequential(backbone, nn.Flatten(1)), IMAGENET["mean"], IMAGENET["std"])
+    return encoder, step, step * batch, time.perf_counter() - start
 
 
 # ---------------------------------------------------------------- one arm, then the table
