@@ -91,9 +91,10 @@ def test_adult_recipe_reports_income_and_sex_under_each_context(tmp_path):
                   *TINY, *TINY_CONTEXT, f"run.dir={tmp_path / 'run'}")
     for c in CONTEXTS:
         for env in ("sex", "none"):
-            for metric in ("linear.top1", "sex.top1"):
+            for metric in ("linear.top1", "sex.top1", "parity_gap"):
                 assert 0 <= results[f"ctx{c}.{env}.{metric}"] <= 1, (c, env, metric)
     assert 0 <= results["features.sex.top1"] <= 1 and "linear.top1" in results
+    assert 0 <= results["floor.sex.top1"] <= 1 and results["raw.sex.top1"] >= results["floor.sex.top1"] - 0.1
 
 
 def test_invariant_baseline_trains_on_the_same_pairs(tmp_path):

@@ -13,8 +13,11 @@ from selfsup.eval.contextual import (
     context_curves,
     context_representation,
     context_sensitivity,
+    parity_gap,
     rotcolor_metrics,
+    sensitive_evaluation,
 )
+from selfsup.data.base import ArrayDataset
 from selfsup.eval.equivariance import RidgeProbe, pooled_r2
 from selfsup.eval.retrieval import chance_mrr_and_hits, mrr_and_hits, true_ranks
 from selfsup.models.context_transformer import ContextTransformer, interleave_pairs
@@ -244,3 +247,53 @@ def test_report_has_the_sensitivity_table(tmp_path: Path):
     ctx = SimpleNamespace(run_dir=tmp_path, splits=SimpleNamespace(info={}))
     text = context_curves(ctx, results)
     assert "### Sensitivity to the context" in text and "| 2 | 0.0300 | 0.2500 |" in text
+
+
+def slow_parity_gap(predictions, attribute) -> float:
+    groups = {0: [], 1: []}
+    for p, s in zip(predictions.tolist(), attribute.tolist()):
+        groups[int(s)].append(1.0 if int(p) == 1 else 0.0)
+    rate = {g: (sum(v) / len(v) if v else 0.0) for g, v in groups.items()}
+    return abs(rate[1] - rate[0])
+
+
+def test_parity_gap_matches_a_loop():
+    g = torch.Generator().manual_seed(0)
+    predictions, attribute = torch.randint(0, 2, (301,), generator=g), torch.randint(0, 2, (301,), generator=g)
+    assert parity_gap(predictions, attribute) == pytest.approx(slow_parity_gap(predictions, attribute), abs=1e-12)
+    assert parity_gap(attribute, attribute) == 1.0 and parity_gap(torch.ones(6), attribute[:6]) == 0.0
+
+
+def sensitive_world_context(proxy: bool) -> tuple[SimpleNamespace, SimpleNamespace]:
+    """Rows [sex, proxy-or-noise, noise, ...] whose income is the noise column's sign; the
+    identity as the trained encoder."""
+    g = torch.Generator().manual_seed(1)
+
+    def rows(n: int) -> ArrayDataset:
+        sex = torch.randint(0, 2, (n,), generator=g).float()
+        x = torch.randn(n, 4, generator=g)
+        x[:, 0] = sex
+        if proxy:
+            x[:, 1] = sex + 0.05 * torch.randn(n, generator=g)
+        income = (x[:, 2] + 2 * sex - 1 > 0).long()  # income depends on sex: a fair probe needs the gap
+        return ArrayDataset(x, income, {"sex": sex})
+
+    ctx = SimpleNamespace(cfg=SimpleNamespace(seed=0, eval=SimpleNamespace(batch_size=256)), bank=rows(600),
+                          test=rows(400), encoders={"trained": torch.nn.Identity()}, device="cpu")
+    world = SimpleNamespace(attribute="sex", column=0)
+    return ctx, world
+
+
+@pytest.mark.parametrize("proxy", [False, True])
+def test_adult_floor_is_the_attribute_from_the_other_columns(proxy):
+    ctx, world = sensitive_world_context(proxy)
+    results = sensitive_evaluation(ctx, world, None, [0])
+    # with the sex column itself in, the attribute is read perfectly; the floor leaves it out
+    assert results["raw.sex.top1"] == 1.0 and results["features.sex.top1"] == 1.0
+    if proxy:
+        assert results["floor.sex.top1"] > 0.98
+    else:
+        assert 0.4 < results["floor.sex.top1"] < 0.6
+    # the income probe follows sex, so its parity gap is large, as the data's own gap
+    assert results["raw.parity_gap"] == pytest.approx(slow_parity_gap(ctx.test.labels, ctx.test.targets["sex"]), abs=0.1)
+    assert results["raw.parity_gap"] > 0.4

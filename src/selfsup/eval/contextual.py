@@ -18,7 +18,12 @@ rotcolor-mnist (each held-out object's K recorded views):
   whose retrieval comes from the query's own action alone gives one ``mrr_query_<q>`` for every
   context environment.
 adult (each held-out row):
-- ``ctx<c>.<env>.linear.top1`` (income) and ``ctx<c>.<env>.sex.top1`` (the sensitive attribute).
+- ``ctx<c>.<env>.linear.top1`` (income), ``ctx<c>.<env>.sex.top1`` (the sensitive attribute) and
+  ``ctx<c>.<env>.parity_gap``, the fairness of the income probe: its demographic parity gap
+  |P(income = 1 | male) - P(income = 1 | female)| on the test rows;
+- the yardsticks: ``floor.sex.top1``, the attribute predicted from the other columns (a
+  sex-invariant representation can still score this, not 0.5: it is the floor invariance is
+  judged against), and ``raw.*``, the same probes on the raw rows (the attribute column in).
 
 Both worlds, the sensitivity to the context (normalised outputs, mean L2 distance over held-out
 queries with zero action): ``sensitivity.ctx<c>.env_swap``, the change when the same context
@@ -56,7 +61,7 @@ from selfsup.eval.context import EvalContext, prefixed
 from selfsup.eval.registry import Evaluation
 from selfsup.eval.equivariance import RidgeProbe, pooled_r2
 from selfsup.eval.features import extract_features
-from selfsup.eval.linear import linear_probe_accuracy
+from selfsup.eval.linear import linear_probe, linear_probe_accuracy
 from selfsup.eval.plots import context_length_curves
 from selfsup.eval.retrieval import chance_mrr_and_hits, mrr_and_hits, true_ranks
 from selfsup.models.context_transformer import ContextCache, ContextTransformer, interleave_pairs
@@ -262,28 +267,44 @@ def context_pairs(bank: RecordedObjects, seed: int) -> ContextPairs:
 
 
 # -- adult (a sensitive attribute) ----------------------------------------------------------------
+def parity_gap(predictions: torch.Tensor, attribute: torch.Tensor) -> float:
+    """Demographic parity gap of binary predictions y_hat in {0, 1} between the two groups of a
+    binary attribute s: |P(y_hat = 1 | s = 1) - P(y_hat = 1 | s = 0)| (0: parity; a group with no
+    rows counts as rate 0)."""
+    positive, group = predictions.long() == 1, attribute.long() == 1
+    rates = [positive[g].double().mean().item() if g.any() else 0.0 for g in (group, ~group)]
+    return abs(rates[0] - rates[1])
+
+
 def sensitive_evaluation(ctx: EvalContext, world, transformer: ContextTransformer | None,
                          contexts: list[int]) -> dict[str, float]:
     seed, attribute = int(ctx.cfg.seed), world.attribute
     x_bank, x_test = (d.load(torch.arange(len(d))) for d in (ctx.bank, ctx.test))
     y = {"linear": (ctx.bank.labels, ctx.test.labels),
          attribute: (ctx.bank.targets[attribute].long(), ctx.test.targets[attribute].long())}
+    s_test = y[attribute][1]
 
     def probes(r_bank: torch.Tensor, r_test: torch.Tensor) -> dict[str, float]:
-        return {f"{name}.top1": linear_probe_accuracy(r_bank, a, r_test, b) for name, (a, b) in y.items()}
+        income = linear_probe(r_bank, y["linear"][0], r_test, y["linear"][1])
+        return {"linear.top1": income.accuracy, "parity_gap": parity_gap(income.predictions, s_test),
+                f"{attribute}.top1": attribute_accuracy(r_bank, r_test)}
 
     def attribute_accuracy(r_bank: torch.Tensor, r_test: torch.Tensor) -> float:
         a, b = y[attribute]
         return linear_probe_accuracy(r_bank, a, r_test, b)
 
-    results = {}
+    # the floor: how well the other columns predict the attribute (an attribute-invariant
+    # representation of the same rows can still score this much)
+    others = [i for i in range(x_bank.shape[1]) if i != world.column]
+    results = {f"floor.{attribute}.top1": attribute_accuracy(x_bank[:, others], x_test[:, others])}
+    results.update(prefixed("raw.", probes(x_bank, x_test)))
     if "random_init" in ctx.encoders:
         untrained = ctx.encoders["random_init"]
         results[f"random_init.features.{attribute}.top1"] = attribute_accuracy(
             features_of(untrained, x_bank, ctx), features_of(untrained, x_test, ctx))
     encoder = ctx.encoders["trained"]
     f_bank, f_test = features_of(encoder, x_bank, ctx), features_of(encoder, x_test, ctx)
-    results[f"features.{attribute}.top1"] = attribute_accuracy(f_bank, f_test)
+    results.update(prefixed("features.", probes(f_bank, f_test)))
     if transformer is None:
         return results
     count = min(len(x_bank), max(contexts) // 2)

@@ -79,6 +79,7 @@ class LinearProbeResult:
     iterations: int  # L-BFGS iterations of the refit
     converged: bool  # the refit's convergence
     val_accuracy: dict = field(default_factory=dict)  # {lambda: validation top-1}; empty with one grid value
+    predictions: Optional[torch.Tensor] = None  # the test rows' predicted labels [N]
 
 
 def objective(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
@@ -170,7 +171,7 @@ def linear_probe(
     test = ((test_x.to(device, dtype).flatten(1) - mean) / std)
     prediction = classes[final.logits(test).argmax(1)].cpu()
     accuracy = (prediction == test_y.cpu()).double().mean().item()
-    return LinearProbeResult(accuracy, l2, final.iterations, final.converged, val_accuracy)
+    return LinearProbeResult(accuracy, l2, final.iterations, final.converged, val_accuracy, prediction)
 
 
 def linear_probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
