@@ -56,6 +56,9 @@ def test_simclr_on_clips_contrasts_the_pooled_clip_embedding(monkeypatch, one_th
     stages = method.encoder.backbone.stages
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for n in ("block1", "block2") for p in stages[n].parameters())
     assert all(p.grad is None for p in stages["head"].parameters())  # the one-channel head only feeds the spectrum
+    # so it is frozen (DDP refuses trainable parameters without a gradient), the rest trains
+    assert not any(p.requires_grad for p in stages["head"].parameters())
+    assert all(p.requires_grad for n in ("block1", "block2") for p in stages[n].parameters())
 
 
 def test_simclr_spectrum_embedding_is_the_periodic_readout_variant(one_thread):
@@ -162,5 +165,8 @@ def test_finetuning_for_the_target_succeeds_fails_on_shuffled_targets_and_leaves
     assert set(right) == {"mae", "mape", "r2"}
     assert right["r2"] > 0.4 and wrong["r2"] < 0.15
     assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in before.items())
+    # a head a method froze (SimCLR on clips) is fine-tuned with the rest
+    encoder.backbone.stages["head"].requires_grad_(False)
+    assert finetune_regression(encoder, bank, bank.targets["freq"], test, test.targets["freq"], **budget) == right
     with pytest.raises(ValueError, match="samples and targets differ in length"):
         finetune_regression(encoder, bank, bank.targets["freq"][:5], test, test.targets["freq"])

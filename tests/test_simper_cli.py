@@ -105,6 +105,15 @@ def test_simclr_trains_on_clips_with_the_same_encoder(tmp_path):
         assert f"embedding: {embedding}" in (run.dir / "config.yaml").read_text()
 
 
+def test_simclr_on_clips_trains_under_two_ddp_processes(tmp_path):
+    # the clip embedding leaves the per-frame head without a gradient: DDP must not see it as trainable
+    run_dir = tmp_path / "ddp"
+    selfsup("train", "simper-rotating-digits", "method.name=simclr", "method.proj_hidden_dim=16", "method.proj_dim=8",
+            *TINY_DATA, "trainer.max_steps=3", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
+            "eval.after_train=false", f"run.dir={run_dir}")
+    assert json.loads((run_dir / "training.json").read_text())["steps"] == 3
+
+
 def test_finetuning_for_the_frequency(clips_run):
     results = evaluate_run(clips_run, ["eval.map_points=0"], ["finetune"])
     for prefix in ("", "random_init."):

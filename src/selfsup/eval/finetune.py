@@ -31,6 +31,13 @@ from selfsup.eval.regression import has_readouts, regression_metrics, target_nam
 REGRESSION_BUDGET = {"epochs": 5, "lr": 1e-3, "batch_size": 16}
 
 
+def trainable_copy(encoder: nn.Module) -> nn.Module:
+    """A copy of the encoder with every parameter trainable (a method may have frozen a part
+    its loss does not reach, e.g. SimCLR on clips freezes the per-frame head): fine-tuning
+    trains the whole network."""
+    return copy.deepcopy(encoder).requires_grad_(True)
+
+
 def train_on_cosine(model: nn.Module, loader, optimizer: torch.optim.Optimizer, epochs: int,
                     loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], device) -> None:
     """The loop both fine-tunings share: ``epochs`` passes over ``loader`` in its seeded order,
@@ -71,7 +78,7 @@ def finetune_accuracy(
     data = train.take(labelled)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = nn.Sequential(copy.deepcopy(encoder), nn.Linear(encoder.feature_dim, num_classes)).to(device)
+        model = nn.Sequential(trainable_copy(encoder), nn.Linear(encoder.feature_dim, num_classes)).to(device)
     batch = min(batch_size, len(data))
     loader = make_loader(data, batch, shuffle=True, seed=seed, drop_last=True)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
@@ -116,7 +123,7 @@ def finetune_regression(
     length = int(train.load(torch.tensor([0])).shape[1])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = TargetHead(copy.deepcopy(encoder), length).to(device)
+        model = TargetHead(trainable_copy(encoder), length).to(device)
     mean, std = train_t.double().mean(), train_t.double().std().clamp_min(1e-12)
     standard = ((train_t.double() - mean) / std).float().to(device)
     # the labels are the samples' positions: each batch's targets are looked up by them

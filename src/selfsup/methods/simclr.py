@@ -53,6 +53,10 @@ class SimCLR(TwoViewMethod):
                              f"(simper-featurizer, signal-conv1d); model.encoder here has one embedding: drop the key")
         self.embedding = "clip" if sequence and params.embedding == "auto" else params.embedding
         in_dim = backbone.clip_dim if self.embedding == "clip" else encoder.feature_dim
+        if self.embedding == "clip":
+            # the loss never reaches the one-channel head after the clip stage: it stays as
+            # initialised, frozen (DDP then finds no trainable parameter without a gradient)
+            backbone.stages[list(backbone.stages)[-1]].requires_grad_(False)
         self.projector = SimCLRProjectionHead(in_dim, params.proj_hidden_dim, params.proj_dim)
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
