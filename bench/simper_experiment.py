@@ -142,7 +142,9 @@ def supervised_arm(recipe: str, seed: int, out: Path, extra: list[str], evaluati
 
 def stage_names(record: dict) -> list[str]:
     """The encoder stages a record has per-layer regression results for, in order."""
-    return [k.split(".")[1] for k in record["results"] if k.startswith("layer.") and k.endswith(".regression.mae")]
+    suffix = ".regression.mae"  # layer.<stage>[.<pooling>].regression.mae
+    return list(dict.fromkeys(k[len("layer."):-len(suffix)] for k in record["results"]
+                              if k.startswith("layer.") and k.endswith(suffix)))
 
 
 def reusable(record: dict | None, arm: str, extra: list[str], evaluations: list[str]) -> bool:
