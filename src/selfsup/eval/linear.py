@@ -79,7 +79,7 @@ class LinearProbeResult:
     iterations: int  # L-BFGS iterations of the refit
     converged: bool  # the refit's convergence
     val_accuracy: dict = field(default_factory=dict)  # {lambda: validation top-1}; empty with one grid value
-    predictions: Optional[torch.Tensor] = None  # the test rows' predicted labels [N]
+    predictions: Optional[torch.Tensor] = field(default=None, compare=False)  # the test rows' predicted labels [N]
 
 
 def objective(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
