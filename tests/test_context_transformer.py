@@ -90,7 +90,8 @@ def test_a_target_token_never_depends_on_its_own_source():
     base = model(tokens.unsqueeze(0))[0]
     for k in range(5):
         changed = tokens.clone()
-        changed[2 * k, :6] += 3.0  # another state in pair k's source token
+        changed[2 * k, :6] += torch.linspace(-3, 3, 6)  # another state in pair k's source token (not a shift:
+        # the state standardisation would remove one)
         out = model(changed.unsqueeze(0))[0]
         torch.testing.assert_close(out[2 * k + 1], base[2 * k + 1])  # its target cannot see it
         torch.testing.assert_close(out[: 2 * k], base[: 2 * k])  # earlier tokens cannot either (causal)
@@ -228,3 +229,24 @@ def test_environments_are_drawn_with_the_configured_ratio():
     assert draws.count("rot") / len(draws) == pytest.approx(0.75, abs=0.03)
     with pytest.raises(ValueError, match="env_ratio"):
         draw_environment({"rot": 0.0})
+
+
+def _action_effect(model, tokens) -> float:
+    """How far the outputs move when every source token's action is replaced by another."""
+    changed = tokens.clone()
+    changed[0::2, 6:] = torch.randn(changed[0::2, 6:].shape, generator=torch.Generator().manual_seed(9),
+                                    dtype=torch.float64)
+    return (model(changed.unsqueeze(0)) - model(tokens.unsqueeze(0))).norm().item()
+
+
+def test_the_state_standardisation_keeps_the_action_heard_at_any_feature_scale():
+    tokens, *_ = _tokens(5)
+    loud = tokens.clone()
+    loud[:, :6] = loud[:, :6] * 1000 + 500  # a trained encoder's scale (convnet-small: feature norms in the 1,000s)
+    model = _model().eval()
+    # equal up to LayerNorm's eps (1e-5 against a unit and a 1,000 std)
+    torch.testing.assert_close(model(loud.unsqueeze(0)), model(tokens.unsqueeze(0)), atol=1e-3, rtol=1e-3)
+    assert _action_effect(model, loud) == pytest.approx(_action_effect(model, tokens), rel=1e-3)
+    raw = _model().eval()
+    raw.state_norm = False  # the original's raw [z || a]: the same weights, the state unscaled
+    assert _action_effect(raw, loud) < 0.01 * _action_effect(model, loud)

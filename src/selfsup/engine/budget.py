@@ -19,6 +19,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Optional
 
@@ -44,8 +45,8 @@ def budget_seconds(max_time: Any) -> Optional[float]:
         return None
     if isinstance(max_time, timedelta):
         return max_time.total_seconds()
-    if isinstance(max_time, dict):
-        return timedelta(**max_time).total_seconds()
+    if isinstance(max_time, Mapping):  # a dict, or the config's DictConfig of a command-line {minutes: 9}
+        return timedelta(**dict(max_time)).total_seconds()
     match = re.fullmatch(r"(\d+):(\d\d):(\d\d):(\d\d)", str(max_time).strip())
     if not match:
         raise ConfigError(f"trainer.max_time={max_time!r}: expected DD:HH:MM:SS (e.g. 00:00:09:00) or a dict such as "

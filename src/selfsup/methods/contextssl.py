@@ -58,12 +58,18 @@ class ContextSSLParams(Params):
     # block 128: 3.15; 0.9 with block 32: 0.75, too few: a warning below 1)
     mask_prob: float = 0.9
     aux_hidden_dim: int = 1024
+    # standardise each token's state over its features before the embedding, so the action is not drowned
+    # by the encoder's feature scale (see ContextTransformer); false: the original's raw [z || a]
+    state_norm: bool = True
     # environment -> weight; None: the dataset's default (rotcolor-mnist: rot .5, color .5 as the
     # paper; adult: sex .5, none .5)
     env_ratio: Optional[Dict[str, float]] = None
     corruption_rate: float = 0.6  # adult: SCARF's fraction of corrupted fields
     flip_prob: float = 0.5  # adult: probability that a pair's second view has the other sex
     eval_contexts: List[int] = field(default_factory=lambda: [0, 2, 6, 14, 30, 126])
+    # true: the encoder is fixed (no gradient, BatchNorm statistics frozen) and only the transformer and
+    # the auxiliary predictor train: the second stage after an encoder pre-trained elsewhere (model.init)
+    freeze_encoder: bool = False
 
 
 MIN_VISIBLE_PAIRS = 1.0
@@ -99,11 +105,19 @@ class ContextSSL(Method):
         warn_if_little_context(params.mask_prob, params.block_size)
         dim, actions = encoder.feature_dim, self.world.factors.dim
         self.transformer = ContextTransformer(dim, actions, dim, params.width, params.depth, params.heads,
-                                              params.block_size, params.mask_prob)
+                                              params.block_size, params.mask_prob, params.state_norm)
         self.aux_predictor = AuxiliaryPredictor(dim, actions, params.aux_hidden_dim)
         self.criterion = ContextSSLLoss(params.temperature, params.aux_weight, params.clamp_cosine,
                                         gather_distributed=True)
         self.prediction_probe = nn.Linear(dim, ctx.num_classes) if ctx.num_classes > 0 else None
+        if params.freeze_encoder:
+            self.encoder.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "ContextSSL":
+        super().train(mode)
+        if self.params.freeze_encoder:
+            self.encoder.eval()
+        return self
 
     @torch.no_grad()
     def make_views(self, x: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
@@ -120,7 +134,8 @@ class ContextSSL(Method):
         columns = self.world.factors.columns
         given = [name for name, (start, _) in columns.items() if bool(keep[start])]
         n = first.shape[0]
-        features = self.encoder(torch.cat([first, second]))
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.params.freeze_encoder):
+            features = self.encoder(torch.cat([first, second]))
         tokens = interleave_pairs(features[:n], features[n:], action)
         # the random context mask draws from torch's global generator (seeded, and saved in checkpoints)
         predictions = unpack_sequences(self.transformer(pack_sequences(tokens, self.params.block_size)), 2 * n)
