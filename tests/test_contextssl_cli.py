@@ -69,6 +69,19 @@ def test_evaluation_reads_the_whole_trained_method(rotcolor_run):
         assert torch.equal(value, state[f"method.{name}"]), name
 
 
+def test_a_second_stage_on_the_first_runs_encoder_leaves_that_encoder_as_it_was(rotcolor_run, tmp_path):
+    from safetensors.torch import load_file
+
+    first, _ = rotcolor_run
+    second = tmp_path / "stage2"
+    run("train", "contextssl-rotcolor-mnist", "data.limit=64", "data.batch_size=32", "eval.limit=20", *TINY,
+        *TINY_CONTEXT, f"model.init={first}", "method.freeze_encoder=true", f"run.dir={second}")
+    before, after = load_file(first / "encoder.safetensors"), load_file(second / "encoder.safetensors")
+    assert before.keys() == after.keys() and any("running_mean" in k for k in before)
+    for key in before:  # weights and BatchNorm statistics alike, through the trainer's own train/eval switching
+        assert torch.equal(before[key], after[key]), key
+
+
 def write_adult_wheel(folder: Path, rows: int = 120) -> None:
     rng = random.Random(0)
     header = ("age,workclass,fnlwgt,education,education-num,marital-status,occupation,relationship,race,sex,"

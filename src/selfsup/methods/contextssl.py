@@ -68,7 +68,8 @@ class ContextSSLParams(Params):
     flip_prob: float = 0.5  # adult: probability that a pair's second view has the other sex
     eval_contexts: List[int] = field(default_factory=lambda: [0, 2, 6, 14, 30, 126])
     # true: the encoder is fixed (no gradient, BatchNorm statistics frozen) and only the transformer and
-    # the auxiliary predictor train: the second stage after an encoder pre-trained elsewhere (model.init)
+    # the auxiliary predictor train: the second stage after an encoder pre-trained elsewhere (model.init;
+    # without it the seeded random encoder stays fixed, a random-features baseline)
     freeze_encoder: bool = False
 
 
@@ -113,12 +114,6 @@ class ContextSSL(Method):
         if params.freeze_encoder:
             self.encoder.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "ContextSSL":
-        super().train(mode)
-        if self.params.freeze_encoder:
-            self.encoder.eval()
-        return self
-
     @torch.no_grad()
     def make_views(self, x: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
         """``[first, second, action, target, keep]``: the pairs' two views, their actions with the
@@ -134,6 +129,9 @@ class ContextSSL(Method):
         columns = self.world.factors.columns
         given = [name for name, (start, _) in columns.items() if bool(keep[start])]
         n = first.shape[0]
+        if self.params.freeze_encoder:
+            # in eval mode here, whatever mode the trainer set (BatchNorm's running statistics stay as loaded)
+            self.encoder.eval()
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.params.freeze_encoder):
             features = self.encoder(torch.cat([first, second]))
         tokens = interleave_pairs(features[:n], features[n:], action)
