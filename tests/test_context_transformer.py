@@ -247,6 +247,5 @@ def test_the_state_standardisation_keeps_the_action_heard_at_any_feature_scale()
     # equal up to LayerNorm's eps (1e-5 against a unit and a 1,000 std)
     torch.testing.assert_close(model(loud.unsqueeze(0)), model(tokens.unsqueeze(0)), atol=1e-3, rtol=1e-3)
     assert _action_effect(model, loud) == pytest.approx(_action_effect(model, tokens), rel=1e-3)
-    raw = _model().eval()
-    raw.state_norm = False  # the original's raw [z || a]: the same weights, the state unscaled
+    raw = _model().eval()  # the original's raw [z || a] (the default): the same weights, the state unscaled
     assert _action_effect(raw, loud) < 0.01 * _action_effect(model, loud)

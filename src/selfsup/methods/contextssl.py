@@ -58,9 +58,11 @@ class ContextSSLParams(Params):
     # block 128: 3.15; 0.9 with block 32: 0.75, too few: a warning below 1)
     mask_prob: float = 0.9
     aux_hidden_dim: int = 1024
-    # standardise each token's state over its features before the embedding, so the action is not drowned
-    # by the encoder's feature scale (see ContextTransformer); false: the original's raw [z || a]
-    state_norm: bool = True
+    # true: standardise each token's state over its features before the embedding, so the action is not
+    # drowned by the encoder's feature scale (see ContextTransformer); false: the original's raw [z || a].
+    # Measured on RotColor-MNIST (bench/reports/contextssl): helps the query's action on a frozen encoder,
+    # hurts it in the joint 60-epoch recipe, and changes the context's effect in neither
+    state_norm: bool = False
     # environment -> weight; None: the dataset's default (rotcolor-mnist: rot .5, color .5 as the
     # paper; adult: sex .5, none .5)
     env_ratio: Optional[Dict[str, float]] = None

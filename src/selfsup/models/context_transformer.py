@@ -155,13 +155,14 @@ class ContextTransformer(nn.Module):
     parameters) before the embedding, so the action keeps its weight in the token whatever the
     encoder's scale. Encoder features grow in training (convnet-small on RotColor-MNIST: norm 92
     at init, 2,700-4,600 after it) and drown the 4-number action; the original's ResNet-18
-    features are O(1) per feature, the scale the standardisation restores.
+    features are O(1) per feature, the scale the standardisation restores. Off by default (the
+    original's raw tokens).
 
     ``forward(tokens [S, T, D])`` -> [S, T, out_dim] under the pair mask, and in training mode
     also the random context mask (``mask_prob``; pass ``generator`` for a seeded draw)."""
 
     def __init__(self, state_dim: int, action_dim: int, out_dim: int, width: int = 256, depth: int = 2,
-                 heads: int = 4, block_size: int = 128, mask_prob: float = 0.9, state_norm: bool = True):
+                 heads: int = 4, block_size: int = 128, mask_prob: float = 0.9, state_norm: bool = False):
         super().__init__()
         if width % heads:
             raise ValueError(f"width {width} must be divisible by heads {heads}")
