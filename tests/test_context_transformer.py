@@ -244,6 +244,7 @@ def test_the_state_standardisation_keeps_the_action_heard_at_any_feature_scale()
     loud = tokens.clone()
     loud[:, :6] = loud[:, :6] * 1000 + 500  # a trained encoder's scale (convnet-small: feature norms in the 1,000s)
     model = _model().eval()
+    model.state_norm = True
     # equal up to LayerNorm's eps (1e-5 against a unit and a 1,000 std)
     torch.testing.assert_close(model(loud.unsqueeze(0)), model(tokens.unsqueeze(0)), atol=1e-3, rtol=1e-3)
     assert _action_effect(model, loud) == pytest.approx(_action_effect(model, tokens), rel=1e-3)
