@@ -14,6 +14,7 @@ encoder under both tilings, mean ± std over the seeds of each budget.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 from pathlib import Path
@@ -56,7 +57,7 @@ def main() -> None:
         copy = evaluate_on_training_grid(run, out, args.eval_limit)
         group = re.sub(r"-seed\d+$", "", run.name)
         for tiling, folder in (("central", run), ("training", copy)):
-            results = yaml.safe_load((folder / "eval.json").read_text())  # JSON is YAML
+            results = json.loads((folder / "eval.json").read_text())
             groups.setdefault(group, {}).setdefault(tiling, []).append(results)
     lines = ["| run | tiling | " + " | ".join(name for name, _ in KEYS) + " | seeds |",
              "|---|---|" + "---|" * len(KEYS) + "---|"]

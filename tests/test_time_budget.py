@@ -2,6 +2,7 @@
 import lightning as L
 import pytest
 
+from selfsup.config.loading import build_config, parse_overrides, recipe_values
 from selfsup.engine import budget
 from selfsup.engine.budget import budget_seconds
 from selfsup.engine.checkpoint import load_checkpoint_file
@@ -61,8 +62,6 @@ def expected_steps(budget_s=40.0, step_s=2.0, skip=1, measure=10, reserve=0.03):
 def test_max_time_parses():
     assert budget_seconds("00:00:09:00") == 540 and budget_seconds({"minutes": 9, "seconds": 30}) == 570
     assert budget_seconds(None) is None
-    from selfsup.config.loading import build_config, parse_overrides, recipe_values
-
     cfg = build_config(recipe_values("simclr-fashion-mnist"), parse_overrides(["trainer.max_time={minutes: 14}"]))
     assert budget_seconds(cfg.trainer.max_time) == 840  # the command line's dict arrives as a DictConfig
 
